@@ -1,0 +1,1 @@
+"""scprob: compact probabilistic models for single-cell omics."""

@@ -1,0 +1,65 @@
+"""Minibatches from dense and CSR matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from scprob.data.loader import CellData, MinibatchLoader, train_validation_split
+
+
+def _data(sparse: bool) -> CellData:
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(1.0, (103, 17)).astype(np.float32)
+    matrix = sp.csr_matrix(counts) if sparse else counts
+    return CellData.from_arrays(matrix, rng.integers(0, 3, (103, 2)), rng.normal(size=(103, 4)))
+
+
+def test_sparse_and_dense_give_identical_minibatches() -> None:
+    dense, sparse = _data(False), _data(True)
+    idx = np.arange(103)
+    for a, b in zip(MinibatchLoader(dense, idx, 16, shuffle=True, seed=3),
+                    MinibatchLoader(sparse, idx, 16, shuffle=True, seed=3), strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key])
+
+
+def test_sparse_counts_are_never_densified_whole() -> None:
+    data = _data(True)
+    assert sp.issparse(data.counts) and data.counts.dtype == np.float32
+
+
+def test_every_training_cell_is_served_once_per_epoch() -> None:
+    data = _data(False)
+    loader = MinibatchLoader(data, np.arange(103), 10, shuffle=True, seed=0)
+    seen = torch.cat([b["x"] for b in loader])
+    # 103 = 10 × 10 + 3: the last batch of 3 is kept (>= min_last_batch).
+    assert seen.shape[0] == 103
+    assert torch.equal(seen.sum(0), data.counts.sum(0))
+
+
+def test_seeded_shuffle_differs_between_epochs_and_repeats_across_loaders() -> None:
+    data = _data(False)
+    first = MinibatchLoader(data, np.arange(103), 103, shuffle=True, seed=1)
+    second = MinibatchLoader(data, np.arange(103), 103, shuffle=True, seed=1)
+    epoch_0, epoch_1 = next(iter(first))["x"], next(iter(first))["x"]
+    assert not torch.equal(epoch_0, epoch_1)
+    assert torch.equal(epoch_0, next(iter(second))["x"])
+
+
+def test_tiny_trailing_batch_is_dropped_in_training_only() -> None:
+    data = _data(False)
+    assert len(MinibatchLoader(data, np.arange(101), 10, shuffle=True)) == 10
+    assert len(MinibatchLoader(data, np.arange(101), 10, shuffle=False)) == 11
+
+
+def test_split_is_seeded_and_disjoint() -> None:
+    train, validation = train_validation_split(1000, 0.9, seed=5)
+    assert len(train) == 900 and len(validation) == 100
+    assert not set(train) & set(validation)
+    assert np.array_equal(train, train_validation_split(1000, 0.9, seed=5)[0])
+    with pytest.raises(ValueError, match=r"train_size must be in \(0, 1\], got 1.5"):
+        train_validation_split(10, 1.5)
