@@ -1,0 +1,285 @@
+"""The scanpy baselines of the covariates study (paper Fig. 2) and the neighbour graphs.
+
+Every method is reduced to the same object, a :class:`Representation`: a kNN graph over
+the cells (scanpy's UMAP-style ``connectivities`` and ``distances``) plus the embedding it
+was built from. All metrics (Geary's C, ground-truth scores) and UMAPs are computed from
+the graph, so a method that corrects only the graph (bbknn) is scored exactly like one that
+learns an embedding (scVI, Harmony). Learned latents go through :func:`neighbor_graph`
+(``scanpy.pp.neighbors``, 15 neighbours), the same graph construction for every method
+except bbknn, whose graph *is* the method.
+
+Baseline workflows (paper Methods): raw counts → log-normalise (median total) →
+``scanpy.pp.regress_out`` of the continuous nuisance covariates → scale (max 10) → PCA, then
+
+- **regress-bbknn**: ``bbknn.bbknn`` on the batch (batch-balanced neighbours);
+- **regress-harmony**: Harmony on the batch, then :func:`neighbor_graph`.
+
+Harmony is called through ``harmonypy.run_harmony`` directly: scanpy's
+``harmony_integrate`` transposes harmonypy 2.x's output, which is already cells × PCs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scprob.data.preprocess import log_normalize
+
+DEFAULT_N_NEIGHBORS = 15
+_REP_KEY = "X_rep"
+
+
+@dataclass(frozen=True)
+class Representation:
+    """One method's view of the cells: a kNN graph and the space it was built in.
+
+    ``embedding``: ``(n_cells, n_dims)``, the coordinates the neighbours were searched in.
+    ``connectivities`` / ``distances``: ``(n_cells, n_cells)`` CSR, scanpy's fuzzy-UMAP
+    edge weights (symmetric, zero diagonal) and kNN distances. ``graph_only``: the method
+    corrects only the graph (bbknn); its ``embedding`` is then the *uncorrected* PCA, kept
+    only to lay out the UMAP, and metrics must not score it as the method's output.
+    """
+
+    embedding: np.ndarray
+    connectivities: sp.csr_matrix
+    distances: sp.csr_matrix
+    name: str
+    graph_only: bool = False
+
+    @property
+    def n_cells(self) -> int:
+        return self.connectivities.shape[0]
+
+
+def _graph_adata(embedding: np.ndarray) -> ad.AnnData:
+    """A featureless AnnData carrying ``embedding`` in ``obsm`` for scanpy's graph tools."""
+    embedding = np.asarray(embedding, dtype=np.float32)
+    if embedding.ndim != 2 or embedding.shape[0] < 2:
+        raise ValueError(
+            f"embedding must be (n_cells, n_dims) with at least 2 cells, got {embedding.shape}."
+        )
+    if not np.all(np.isfinite(embedding)):
+        raise ValueError("embedding holds NaN or infinite values; check the model's output.")
+    adata = ad.AnnData(np.zeros((embedding.shape[0], 1), dtype=np.float32))
+    adata.obsm[_REP_KEY] = embedding
+    return adata
+
+
+def neighbor_graph(
+    embedding: np.ndarray,
+    n_neighbors: int = DEFAULT_N_NEIGHBORS,
+    seed: int = 0,
+    name: str = "",
+) -> Representation:
+    """The kNN graph (``scanpy.pp.neighbors``, UMAP weights, Euclidean) of an embedding.
+
+    ``embedding``: ``(n_cells, n_dims)``, e.g. an scVI latent or Harmony's corrected PCs.
+    """
+    adata = _graph_adata(embedding)
+    if not 2 <= n_neighbors < adata.n_obs:
+        raise ValueError(
+            f"n_neighbors must be in [2, n_cells) = [2, {adata.n_obs}), got {n_neighbors}."
+        )
+    import scanpy as sc
+
+    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=_REP_KEY, random_state=seed)
+    return Representation(
+        embedding=adata.obsm[_REP_KEY],
+        connectivities=sp.csr_matrix(adata.obsp["connectivities"]),
+        distances=sp.csr_matrix(adata.obsp["distances"]),
+        name=name,
+    )
+
+
+def _check_covariates(adata: ad.AnnData, covariate_keys: Sequence[str]) -> list[str]:
+    """Covariate keys that exist, are numeric, finite and vary across cells."""
+    missing = [k for k in covariate_keys if k not in adata.obs]
+    if missing:
+        raise ValueError(
+            f"covariates {missing} are not in adata.obs; add them first "
+            "(scprob.data.preprocess.add_nuisance_covariates)."
+        )
+    not_numeric = [k for k in covariate_keys if not pd.api.types.is_numeric_dtype(adata.obs[k])]
+    if not_numeric:
+        raise ValueError(
+            f"covariates {not_numeric} are not numeric; regress_out removes continuous "
+            "covariates only (correct categorical ones such as the batch with bbknn/Harmony)."
+        )
+    values = adata.obs[list(covariate_keys)].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("covariates hold NaN or infinite values; fill or drop those cells.")
+    # A constant covariate is already covered by the regression's intercept, and it would
+    # make the design singular, which sends regress_out to a much slower GLM fallback.
+    return [k for k, column in zip(covariate_keys, values.T, strict=True) if np.ptp(column) > 0]
+
+
+def regress_pca(
+    adata: ad.AnnData,
+    covariate_keys: Sequence[str],
+    n_pcs: int = 50,
+    seed: int = 0,
+    *,
+    layer: str | None = "counts",
+    exclude_genes: Sequence[str] = (),
+) -> np.ndarray:
+    """Raw counts → log-normalise → regress out covariates → scale → PCA.
+
+    Reads counts from ``adata.layers[layer]`` (``None``: ``adata.X``), leaving out
+    ``exclude_genes`` (the paper removes the nuisance genes it conditions on from the input).
+    Normalisation uses the median total of the kept genes. ``covariate_keys``: numeric
+    ``adata.obs`` columns; constant ones are skipped. Scaling clips at 10 standard
+    deviations. Returns the PCA, ``(n_cells, n_pcs)`` float32. ``adata`` is not modified.
+    """
+    import scanpy as sc
+
+    if layer is not None and layer not in adata.layers:
+        raise ValueError(
+            f"layer {layer!r} is not in adata.layers (have {list(adata.layers)}); "
+            "pass the layer holding raw counts, or layer=None to use adata.X."
+        )
+    regressed_keys = _check_covariates(adata, covariate_keys)
+    keep = ~adata.var_names.isin(list(exclude_genes))
+    counts = (adata.X if layer is None else adata.layers[layer])[:, keep]
+    n_cells, n_genes = counts.shape
+    if not 1 <= n_pcs < min(n_cells, n_genes):
+        raise ValueError(
+            f"n_pcs must be in [1, min(n_cells, n_genes)) = [1, {min(n_cells, n_genes)}), "
+            f"got {n_pcs}."
+        )
+
+    normalized = log_normalize(counts)
+    # Regression and zero-centred scaling make every entry non-zero: densify once, openly.
+    if sp.issparse(normalized):
+        normalized = normalized.toarray()
+    work = ad.AnnData(X=normalized, obs=adata.obs[regressed_keys].copy())
+    if regressed_keys:
+        sc.pp.regress_out(work, keys=regressed_keys)
+    sc.pp.scale(work, max_value=10)
+    pca = sc.pp.pca(work.X, n_comps=n_pcs, random_state=seed)
+    return np.asarray(pca, dtype=np.float32)
+
+
+def _check_batch(adata: ad.AnnData, batch_key: str) -> pd.Series:
+    if batch_key not in adata.obs:
+        raise ValueError(f"batch_key {batch_key!r} is not a column of adata.obs.")
+    batches = adata.obs[batch_key].astype(str).astype("category")
+    if batches.cat.categories.size < 2:
+        raise ValueError(
+            f"adata.obs[{batch_key!r}] has a single batch; batch correction needs at least 2."
+        )
+    return batches
+
+
+def regress_bbknn(
+    adata: ad.AnnData,
+    covariate_keys: Sequence[str],
+    batch_key: str,
+    n_pcs: int = 50,
+    seed: int = 0,
+    *,
+    neighbors_within_batch: int = 3,
+    layer: str | None = "counts",
+    exclude_genes: Sequence[str] = (),
+) -> Representation:
+    """regress-bbknn: :func:`regress_pca`, then batch-balanced kNN (``bbknn.bbknn``).
+
+    bbknn takes ``neighbors_within_batch`` neighbours from each batch (its default, 3),
+    searched with annoy (deterministic). The result is ``graph_only``: bbknn corrects the
+    neighbour graph, not the PCA.
+    """
+    import bbknn
+
+    batches = _check_batch(adata, batch_key)
+    smallest = int(batches.value_counts().min())
+    if not 1 <= neighbors_within_batch < smallest:
+        raise ValueError(
+            f"neighbors_within_batch must be in [1, {smallest}) (the smallest batch has "
+            f"{smallest} cells), got {neighbors_within_batch}."
+        )
+    pca = regress_pca(
+        adata, covariate_keys, n_pcs, seed, layer=layer, exclude_genes=exclude_genes
+    )
+    work = _graph_adata(pca)
+    work.obs["batch"] = batches.to_numpy()
+    bbknn.bbknn(
+        work,
+        batch_key="batch",
+        use_rep=_REP_KEY,
+        neighbors_within_batch=neighbors_within_batch,
+        computation="annoy",
+    )
+    return Representation(
+        embedding=pca,
+        connectivities=sp.csr_matrix(work.obsp["connectivities"]),
+        distances=sp.csr_matrix(work.obsp["distances"]),
+        name="regress-bbknn",
+        graph_only=True,
+    )
+
+
+def regress_harmony(
+    adata: ad.AnnData,
+    covariate_keys: Sequence[str],
+    batch_key: str,
+    n_pcs: int = 50,
+    seed: int = 0,
+    *,
+    n_neighbors: int = DEFAULT_N_NEIGHBORS,
+    layer: str | None = "counts",
+    exclude_genes: Sequence[str] = (),
+) -> Representation:
+    """regress-harmony: :func:`regress_pca`, Harmony on the batch, then :func:`neighbor_graph`.
+
+    Harmony (``harmonypy.run_harmony``, default parameters, ``random_state=seed``) returns
+    the corrected PCs ``Z_corr`` as ``(n_cells, n_pcs)``, checked here.
+    """
+    import harmonypy
+
+    batches = _check_batch(adata, batch_key)
+    pca = regress_pca(
+        adata, covariate_keys, n_pcs, seed, layer=layer, exclude_genes=exclude_genes
+    )
+    meta = pd.DataFrame({"batch": batches.to_numpy()})
+    harmony = harmonypy.run_harmony(
+        pca.astype(np.float64), meta, ["batch"], random_state=seed, verbose=False
+    )
+    corrected = np.asarray(harmony.Z_corr, dtype=np.float32)
+    if corrected.shape != pca.shape:
+        raise RuntimeError(
+            f"harmonypy returned Z_corr of shape {corrected.shape}, expected (n_cells, n_pcs) "
+            f"= {pca.shape}; the installed harmonypy changed its output orientation."
+        )
+    return neighbor_graph(corrected, n_neighbors=n_neighbors, seed=seed, name="regress-harmony")
+
+
+def umap_from_graph(rep: Representation, seed: int = 0) -> np.ndarray:
+    """2-D UMAP layout of a representation's graph (``scanpy.tl.umap``, seeded).
+
+    The layout optimises ``rep.connectivities`` only; ``rep.embedding`` seeds the spectral
+    initialisation where the graph has several connected components. Returns
+    ``(n_cells, 2)`` float32.
+    """
+    import scanpy as sc
+
+    adata = _graph_adata(rep.embedding)
+    if rep.connectivities.shape != (adata.n_obs, adata.n_obs):
+        raise ValueError(
+            f"rep.connectivities is {rep.connectivities.shape} but rep.embedding has "
+            f"{adata.n_obs} cells."
+        )
+    # Copies: umap's layout zeroes weak edges of the graph it is given, in place.
+    adata.obsp["connectivities"] = rep.connectivities.copy()
+    adata.obsp["distances"] = rep.distances.copy()
+    # What scanpy.tl.umap reads: where the graph lives and how it was built.
+    adata.uns["neighbors"] = {
+        "connectivities_key": "connectivities",
+        "distances_key": "distances",
+        "params": {"method": "umap", "metric": "euclidean", "use_rep": _REP_KEY},
+    }
+    sc.tl.umap(adata, random_state=seed)
+    return np.asarray(adata.obsm["X_umap"], dtype=np.float32)

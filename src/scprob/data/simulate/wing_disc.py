@@ -1,0 +1,536 @@
+"""Offline stand-in for the Drosophila wing-disc myoblast (AMP) atlas of the paper's Fig. 2.
+
+The real data (Everetts, Worley et al., eLife 10:e61276, 2021; GEO GSE155543) are 19,885
+adult muscle precursor (AMP) cells from four 10x runs: two larval time points (96 h and
+120 h after egg laying), two replicates each (batches ``96H1``, ``96H2``, ``120H1``,
+``120H2``). Cells of both sexes were pooled, and most AMPs proliferate, so cell cycle and
+sex are strong per-cell nuisance factors, observed through 55 nuisance genes (52 cell-cycle
+genes and the sex genes); batch is a sample-level nuisance; time point is wanted biology.
+
+Design of the simulated cells. Cell counts per batch follow the real AMP counts per batch
+(largest-remainder allocation, so they match exactly up to rounding). Each cell's state is
+drawn from the real frequencies of the ten AMP clusters (``DIR_1``: direct flight muscle
+precursors; ``IND_1`` … ``IND_9``: indirect flight muscle precursors) *of its time point*
+(both replicates pooled), so time point shifts state frequencies as in the atlas while the
+two replicates of a time point differ only technically. Each cell is male with the real
+male fraction of its batch. Every proportion is embedded below as the real cell counts
+(see ``REAL_AMP_*``), never read at run time.
+
+Generative model. For cell ``n`` and gene ``g`` the log relative abundance is
+
+    eta[n, g] = b[g]                                   gene baseline, N(0, 1.2²) for background
+              + state[n, g]                            cell-state program
+              + tau[g]   · 1{time point of n = 120H}   time-point program (wanted)
+              + a_S[g]   · s(phi[n]) + a_G2M[g] · m(phi[n])   cell-cycle program
+              + c[g]     · 1{n is male}                sex program
+              + beta[batch of n, g]                    batch effect, N(0, 0.12²) per batch and gene
+
+and the counts are ``x[n, g] ~ NB(mean = L[n] · softmax_g(eta[n, :]), inverse dispersion
+theta[g])``, drawn as a gamma-Poisson mixture, with ``theta[g]`` log-uniform on
+[0.5, 20] (10x-like overdispersion). The library size is lognormal,
+``log L[n] = log(4,500 · n_genes / 2,000) + lambda[batch] + 0.25 · (cycle_score[n] - 0.5)
++ N(0, 0.35²)`` with a per-batch depth shift ``lambda ~ N(0, 0.15²)``: a median of about
+4,500 UMIs for 2,000 genes, scaled with the number of simulated genes so that per-gene
+depth does not depend on it. Cycling cells are slightly larger (more UMIs), as in real
+data.
+
+*Cell states* are a low-dimensional structure: each state has a 6-d centroid (Direct vs
+Indirect compartment, position on a proximo-distal arc that orders ``IND_1`` … ``IND_9``,
+a maturity value, and two state-specific random coordinates); each cell sits at its
+state's centroid plus N(0, 0.2²) jitter, and 15 % of the background genes load on these
+coordinates with N(0, 0.7²) weights. The 31 marker genes carry explicit state effects
+(``_marker_state_effects``): compartment markers (``vg`` and ``salm`` on in all IND
+states, ``ct``, ``Lim1``, ``ems``, ``toe``, ``ap`` on in ``DIR_1``), spatial markers with
+a Gaussian bump along the IND arc, and progenitor (``twi``, ``zfh1``, ``Him``) versus
+differentiation genes (``Mef2``, ``nau``, ``sls``, ``Act57B``, ``kirre``, ``rst``,
+``hbs``) graded by maturity. The differentiation genes also rise at 120 h.
+
+*Time point*: 8 % of background genes get a log-fold change ``tau ~ N(0, 0.4²)`` at 120 h.
+
+*Cell cycle*: each cell has a phase ``phi`` uniform on the circle. The S and G2/M programs
+are von Mises bumps, ``s(phi) = exp(2 (cos(phi - 0.8 pi) - 1))`` and
+``m(phi) = exp(2 (cos(phi - 1.4 pi) - 1))``, in [0, 1]; the arc around ``phi = 0`` is G1,
+where both are low. ``cycle_score = 1 - (1 - s)(1 - m)`` in [0, 1] is the strength of the
+cycling program, the quantity a corrected latent should not encode. The 52 cell-cycle
+genes follow their phase strongly (``a ~ U(1.5, 3)``); 10 % of background genes follow S
+or G2/M moderately (``|a| ~ U(0.4, 1)``, 85 % up, 15 % down), because in real cells the
+cycle moves far more genes than a marker list holds, which is how it leaks into a latent.
+
+*Sex*: ``lncRNA:roX1`` and ``lncRNA:roX2`` are abundant in males and near zero in females
+(log-fold -7, leaving ambient-level counts); ``msl-2`` is male-biased (log-fold +1.2);
+4 % of background genes get a small sex effect (``|c| ~ U(0.4, 0.8)``, random sign),
+standing for sex-biased somatic genes and imperfect X dosage compensation. Without them
+two roX genes among thousands would barely move a latent space, whereas sex visibly
+structures the real uncorrected one (paper Fig. 2d).
+
+Cell cycle and sex are drawn independently of cell state and time point, so any
+association a method reports between them is an artefact. The background genes of each
+program are drawn independently, so a gene may carry several programs. What is simulated and what is
+real: batch sizes, time points, cluster names and frequencies, sex ratios and the 52
+cell-cycle genes are real; the expression values, the state-to-marker assignment (except
+the established IFM ``vg``-high / DFM ``ct``-high contrast) and the background gene names
+are synthetic.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+# ---------------------------------------------------------------------------------------
+# Real metadata of the AMP cells, embedded so that the simulator runs offline.
+# Provenance: Everetts_Worley_et_al_Metadata.csv (repository
+# HariharanLab/Everetts_Worley_Yasutomi, commit dfc2bbf786ce3a1dc8e2925b2c1792df7975484f,
+# path TemporalCellAtlas/; shipped in ../shared/data/drosophila_wing_disc_amp/), rows with
+# Cell_Type == "AMP" (19,885 of 26,989 cells), counted with
+# pandas.crosstab(Annotated_Clusters, Batch_ID) and pandas.crosstab(Batch_ID, Cell_Sex).
+# tests/test_simulate_wing_disc.py recomputes them from the CSV and checks they agree.
+# ---------------------------------------------------------------------------------------
+
+BATCHES: tuple[str, ...] = ("96H1", "96H2", "120H1", "120H2")
+TIMEPOINTS: tuple[str, ...] = ("96H", "120H")
+TIMEPOINT_OF_BATCH: dict[str, str] = {
+    "96H1": "96H",
+    "96H2": "96H",
+    "120H1": "120H",
+    "120H2": "120H",
+}
+CELL_STATES: tuple[str, ...] = ("DIR_1", *(f"IND_{i}" for i in range(1, 10)))
+# Grouped_Domains of the metadata: DIR_1 is the direct, IND_* the indirect flight muscle group.
+DOMAIN_OF_STATE: dict[str, str] = {
+    state: ("Direct" if state.startswith("DIR") else "Indirect") for state in CELL_STATES
+}
+
+# AMP cells per (cluster, batch).
+REAL_AMP_STATE_COUNTS: dict[str, dict[str, int]] = {
+    "DIR_1": {"96H1": 562, "96H2": 538, "120H1": 631, "120H2": 550},
+    "IND_1": {"96H1": 712, "96H2": 797, "120H1": 967, "120H2": 761},
+    "IND_2": {"96H1": 782, "96H2": 886, "120H1": 658, "120H2": 507},
+    "IND_3": {"96H1": 687, "96H2": 842, "120H1": 437, "120H2": 256},
+    "IND_4": {"96H1": 598, "96H2": 541, "120H1": 628, "120H2": 393},
+    "IND_5": {"96H1": 583, "96H2": 766, "120H1": 430, "120H2": 336},
+    "IND_6": {"96H1": 360, "96H2": 619, "120H1": 514, "120H2": 571},
+    "IND_7": {"96H1": 325, "96H2": 519, "120H1": 506, "120H2": 384},
+    "IND_8": {"96H1": 275, "96H2": 321, "120H1": 294, "120H2": 230},
+    "IND_9": {"96H1": 39, "96H2": 40, "120H1": 18, "120H2": 22},
+}
+# AMP cells per (batch, Cell_Sex). Batch 120H2 has markedly fewer males (28 % vs 41-48 %).
+REAL_AMP_SEX_COUNTS: dict[str, dict[str, int]] = {
+    "96H1": {"FEMALE": 2888, "MALE": 2035},
+    "96H2": {"FEMALE": 3370, "MALE": 2499},
+    "120H1": {"FEMALE": 2661, "MALE": 2422},
+    "120H2": {"FEMALE": 2869, "MALE": 1141},
+}
+
+
+def _batch_fractions() -> dict[str, float]:
+    per_batch = {b: sum(REAL_AMP_STATE_COUNTS[s][b] for s in CELL_STATES) for b in BATCHES}
+    total = sum(per_batch.values())
+    return {b: per_batch[b] / total for b in BATCHES}
+
+
+def _state_fractions_by_timepoint() -> dict[str, dict[str, float]]:
+    fractions: dict[str, dict[str, float]] = {}
+    for timepoint in TIMEPOINTS:
+        batches = [b for b in BATCHES if TIMEPOINT_OF_BATCH[b] == timepoint]
+        counts = {s: sum(REAL_AMP_STATE_COUNTS[s][b] for b in batches) for s in CELL_STATES}
+        total = sum(counts.values())
+        fractions[timepoint] = {s: counts[s] / total for s in CELL_STATES}
+    return fractions
+
+
+# Derived proportions (what the simulator samples from).
+BATCH_FRACTIONS: dict[str, float] = _batch_fractions()
+STATE_FRACTIONS_BY_TIMEPOINT: dict[str, dict[str, float]] = _state_fractions_by_timepoint()
+MALE_FRACTION_BY_BATCH: dict[str, float] = {
+    b: REAL_AMP_SEX_COUNTS[b]["MALE"] / sum(REAL_AMP_SEX_COUNTS[b].values()) for b in BATCHES
+}
+
+# ---------------------------------------------------------------------------------------
+# Genes.
+# ---------------------------------------------------------------------------------------
+
+# The 52 cell-cycle genes of the study, in the order of cell_cycle_genes.csv (same
+# repository and commit, path scVI/; shipped in ../shared/data/drosophila_wing_disc_amp/).
+CELL_CYCLE_GENES: tuple[str, ...] = (
+    "PCNA", "dnk", "RnrS", "RnrL", "Claspin", "Mcm5", "Caf1-180", "RPA2", "HipHop", "stg",
+    "Mcm6", "dup", "WRNexo", "Mcm7", "dpa", "CG10336", "Mcm3", "Mcm2", "RpA-70", "Chrac-14",
+    "CG13690", "RPA3", "asf1", "CDC45L", "DNApol-alpha73", "CycE", "DNApol-alpha50", "Kmn1",
+    "Lam", "Nph", "msd5", "msd1", "ctp", "Set", "scra", "Chrac-16", "ncd", "Ote", "pzg",
+    "HDAC1", "nesd", "tum", "CG8173", "aurB", "feo", "pav", "CG6767", "sip2", "Det",
+    "Cks30A", "CycB", "B52",
+)  # fmt: skip
+# The CSV has no phase column. It lists a replication block (PCNA ... DNApol-alpha50: MCMs,
+# RNR, RPA, DNA polymerase alpha, CycE, Cdc45, dup/Cdt1) and then a mitotic block (Kmn1 ...
+# B52: CycB, aurB, scra/anillin, pav, feo, tum, ncd ...). We read the first block as S phase
+# and the second as G2/M, except stg (string/Cdc25, the trigger of mitosis), put in G2/M.
+G2M_GENES: frozenset[str] = frozenset(("stg", *CELL_CYCLE_GENES[CELL_CYCLE_GENES.index("Kmn1") :]))
+
+# Sex genes. The study called sex from lncRNA:roX1 and lncRNA:roX2, the RNA components of
+# the male-only MSL dosage-compensation complex. The paper counts 55 nuisance genes, so one
+# more sex gene was in its list; that list is not available offline. We take msl-2 (male-
+# specific lethal 2), the subunit whose presence makes the MSL complex male-specific (Sxl
+# blocks its splicing and translation in females) and which loads roX RNAs onto the male X:
+# a third readout of the same male program, male-biased rather than on/off at the RNA level.
+SEX_GENES: tuple[str, ...] = ("lncRNA:roX1", "lncRNA:roX2", "msl-2")
+
+# Markers: each is a real Drosophila gene expressed in wing-disc AMPs (all are in the
+# study's variable-gene list), placed where it marks a state or compartment here.
+# vg-high/ct-low marks indirect (IFM) and ct-high/vg-low direct (DFM) flight muscle
+# precursors (Sudarsan et al. 2001; Everetts, Worley et al. 2021); the other assignments are
+# a simulation choice, not the real per-cluster markers.
+COMPARTMENT_MARKERS: dict[str, tuple[str, float]] = {
+    # gene: (Grouped_Domains where it is on, log-fold change there)
+    "vg": ("Indirect", 2.5),
+    "salm": ("Indirect", 1.5),  # spalt major: fibrillar (IFM) muscle identity
+    "ct": ("Direct", 3.0),
+    "Lim1": ("Direct", 2.0),
+    "ems": ("Direct", 1.8),
+    "toe": ("Direct", 1.5),
+    "ap": ("Direct", 1.5),
+}
+SPATIAL_MARKERS: dict[str, float] = {
+    # gene: centre of its expression domain on the IND arc (1 = IND_1 ... 9 = IND_9)
+    "Nrt": 1.0, "Fas3": 1.5, "tsh": 2.0, "hth": 2.5, "kn": 3.0, "lms": 3.5, "ara": 4.0,
+    "caup": 4.5, "mirr": 5.0, "Poxm": 5.5, "drl": 6.0, "Ama": 7.0, "htl": 8.0, "Fas2": 9.0,
+}  # fmt: skip
+PROGENITOR_MARKERS: tuple[str, ...] = ("twi", "zfh1", "Him")
+DIFFERENTIATION_MARKERS: tuple[str, ...] = ("Mef2", "nau", "sls", "Act57B", "kirre", "rst", "hbs")
+MARKER_GENES: tuple[str, ...] = (
+    *COMPARTMENT_MARKERS,
+    *SPATIAL_MARKERS,
+    *PROGENITOR_MARKERS,
+    *DIFFERENTIATION_MARKERS,
+)
+NUISANCE_GENES: tuple[str, ...] = (*CELL_CYCLE_GENES, *SEX_GENES)
+MIN_BACKGROUND_GENES = 64
+MIN_GENES = len(MARKER_GENES) + len(NUISANCE_GENES) + MIN_BACKGROUND_GENES
+
+# Maturity of each state (0 = progenitor-like, 1 = closest to fusion competence).
+STATE_MATURITY: dict[str, float] = {
+    "DIR_1": 0.4, "IND_1": 0.1, "IND_2": 0.0, "IND_3": 0.2, "IND_4": 0.3, "IND_5": 0.2,
+    "IND_6": 0.5, "IND_7": 0.6, "IND_8": 0.9, "IND_9": 1.0,
+}  # fmt: skip
+
+# ---------------------------------------------------------------------------------------
+# Model constants (see the module docstring).
+# ---------------------------------------------------------------------------------------
+
+_MEDIAN_UMI_PER_2000_GENES = 4500.0
+_LOG_LIBRARY_SD = 0.35
+_BATCH_DEPTH_SD = 0.15
+_CYCLE_DEPTH_SLOPE = 0.25
+_THETA_RANGE = (0.5, 20.0)
+_BACKGROUND_BASELINE_SD = 1.2
+_BATCH_EFFECT_SD = 0.12
+
+_STATE_LATENT_JITTER_SD = 0.2
+_STATE_LOADING_SD = 0.7
+_STATE_GENE_FRACTION = 0.15
+_SPATIAL_MARKER_LFC = 2.0
+_SPATIAL_MARKER_WIDTH = 1.0
+_MATURATION_MARKER_LFC = 1.5
+_DIFFERENTIATION_LFC_120H = 0.5
+
+_TIME_GENE_FRACTION = 0.08
+_TIME_LFC_SD = 0.4
+
+_S_PEAK, _G2M_PEAK = 0.8 * np.pi, 1.4 * np.pi
+_CYCLE_CONCENTRATION = 2.0
+_CYCLE_GENE_LFC = (1.5, 3.0)
+_CYCLE_BACKGROUND_FRACTION = 0.10
+_CYCLE_BACKGROUND_LFC = (0.4, 1.0)
+_CYCLE_BACKGROUND_DOWN_FRACTION = 0.15
+
+_ROX_FEMALE_LFC = -7.0
+_MSL2_MALE_LFC = 1.2
+_SEX_BACKGROUND_FRACTION = 0.04
+_SEX_BACKGROUND_LFC = (0.4, 0.8)
+
+_SAMPLING_CHUNK_CELLS = 2048
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def background_gene_names(n_background: int) -> list[str]:
+    """Unique, deterministic Drosophila-style placeholders ``CG<number>`` (seed-free).
+
+    The numbers are drawn once from a fixed generator, so every simulation with the same
+    ``n_genes`` shares gene names whatever its ``seed``. A name says nothing about the real
+    FlyBase gene of that number; names of the real cell-cycle genes are never reused.
+    """
+    taken = set(CELL_CYCLE_GENES) | set(MARKER_GENES) | set(SEX_GENES)
+    numbers_pool = np.random.default_rng(20210101).permutation(np.arange(1000, 46000))
+    names: list[str] = []
+    for number in numbers_pool:
+        name = f"CG{number}"
+        if name not in taken:
+            names.append(name)
+            if len(names) == n_background:
+                break
+    return names
+
+
+def _allocate(n_total: int, fractions: np.ndarray) -> np.ndarray:
+    """Largest-remainder rounding of ``n_total * fractions`` to integers summing to n_total."""
+    exact = n_total * fractions
+    counts = np.floor(exact).astype(np.int64)
+    shortfall = n_total - int(counts.sum())
+    counts[np.argsort(-(exact - counts), kind="stable")[:shortfall]] += 1
+    return counts
+
+
+def _cycle_programs(phase: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S activity, G2/M activity and cycle score, each ``(n_cells,)`` in [0, 1]."""
+    s_activity = np.exp(_CYCLE_CONCENTRATION * (np.cos(phase - _S_PEAK) - 1.0))
+    g2m_activity = np.exp(_CYCLE_CONCENTRATION * (np.cos(phase - _G2M_PEAK) - 1.0))
+    cycle_score = 1.0 - (1.0 - s_activity) * (1.0 - g2m_activity)
+    return s_activity, g2m_activity, cycle_score
+
+
+def _state_centroids(rng: np.random.Generator) -> np.ndarray:
+    """``(n_states, 6)`` coordinates: compartment, IND arc (cos, sin), maturity, 2 random."""
+    centroids = np.zeros((len(CELL_STATES), 6))
+    for k, state in enumerate(CELL_STATES):
+        if DOMAIN_OF_STATE[state] == "Direct":
+            centroids[k, 0] = 2.0
+        else:
+            arc_angle = np.pi * (int(state.split("_")[1]) - 1) / 8.0
+            centroids[k, 1:3] = np.cos(arc_angle), np.sin(arc_angle)
+        centroids[k, 3] = STATE_MATURITY[state]
+    centroids[:, 4:] = rng.normal(0.0, 0.5, (len(CELL_STATES), 2))
+    return centroids
+
+
+def _marker_state_effects() -> np.ndarray:
+    """``(n_states, n_markers)`` log-fold changes of the marker genes per state."""
+    effects = np.zeros((len(CELL_STATES), len(MARKER_GENES)))
+    column = {gene: j for j, gene in enumerate(MARKER_GENES)}
+    for k, state in enumerate(CELL_STATES):
+        domain = DOMAIN_OF_STATE[state]
+        for gene, (on_domain, lfc) in COMPARTMENT_MARKERS.items():
+            effects[k, column[gene]] = lfc if domain == on_domain else 0.0
+        if domain == "Indirect":
+            arc_position = float(state.split("_")[1])
+            for gene, centre in SPATIAL_MARKERS.items():
+                distance = (arc_position - centre) / _SPATIAL_MARKER_WIDTH
+                effects[k, column[gene]] = _SPATIAL_MARKER_LFC * np.exp(-0.5 * distance**2)
+        maturity = STATE_MATURITY[state]
+        for gene in PROGENITOR_MARKERS:
+            effects[k, column[gene]] = _MATURATION_MARKER_LFC * (1.0 - maturity)
+        for gene in DIFFERENTIATION_MARKERS:
+            effects[k, column[gene]] = _MATURATION_MARKER_LFC * maturity
+    return effects
+
+
+def _pick(rng: np.random.Generator, candidates: np.ndarray, fraction: float) -> np.ndarray:
+    """A random subset of ``candidates`` of size ``max(2, round(fraction * len))``."""
+    size = min(len(candidates), max(2, round(fraction * len(candidates))))
+    return np.sort(rng.choice(candidates, size=size, replace=False))
+
+
+def _check_arguments(n_cells: int, n_genes: int, seed: int) -> None:
+    for name, value in (("n_cells", n_cells), ("n_genes", n_genes), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be an integer, got {value!r}.")
+    if n_cells < len(BATCHES):
+        raise ValueError(
+            f"n_cells={n_cells} is too small: need at least {len(BATCHES)} cells, one per "
+            f"batch {BATCHES}. Pass a larger n_cells."
+        )
+    if n_genes < MIN_GENES:
+        raise ValueError(
+            f"n_genes={n_genes} is too small: the simulator needs {len(MARKER_GENES)} marker, "
+            f"{len(CELL_CYCLE_GENES)} cell-cycle and {len(SEX_GENES)} sex genes plus at least "
+            f"{MIN_BACKGROUND_GENES} background genes, so n_genes >= {MIN_GENES}. "
+            f"Pass n_genes >= {MIN_GENES}."
+        )
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}.")
+
+
+def simulate_wing_disc(n_cells: int = 8000, n_genes: int = 2000, seed: int = 0) -> ad.AnnData:
+    """Simulate UMI counts shaped like the wing-disc AMP atlas (paper Fig. 2).
+
+    Args:
+        n_cells: number of cells, split over the four batches in the real proportions.
+        n_genes: number of genes, at least ``MIN_GENES`` (150): 31 markers, 52 cell-cycle
+            genes, 3 sex genes, and ``n_genes - 86`` background genes.
+        seed: seed of ``numpy.random.default_rng``; the same seed gives the same data.
+
+    Returns:
+        AnnData with ``X`` and ``layers["counts"]``: ``(n_cells, n_genes)`` float32 CSR
+        integer counts. ``obs``: ``batch``, ``timepoint``, ``cell_state``, ``domain``,
+        ``sex`` (categoricals), ``cycle_phase`` (radians in [0, 2 pi)), ``s_score``,
+        ``g2m_score``, ``cycle_score`` (in [0, 1]) and ``library_size`` (expected total
+        UMIs). ``var``: ``gene_role`` in {"marker", "cell_cycle", "sex", "background"},
+        ``cycle_program`` ("S", "G2M" or ""), ``nb_inverse_dispersion``. ``uns``:
+        ``marker_genes`` (31), ``nuisance_genes`` (55), ``cell_cycle_genes`` (52),
+        ``sex_genes`` (3).
+
+    Raises:
+        ValueError: if an argument is not an integer, ``n_cells < 4`` or
+            ``n_genes < MIN_GENES``.
+    """
+    _check_arguments(n_cells, n_genes, seed)
+    rng = np.random.default_rng(seed)
+
+    # ---- genes ---------------------------------------------------------------------
+    n_background = n_genes - len(MARKER_GENES) - len(NUISANCE_GENES)
+    gene_names = [*MARKER_GENES, *CELL_CYCLE_GENES, *SEX_GENES]
+    gene_names += background_gene_names(n_background)
+    gene_role = np.array(
+        ["marker"] * len(MARKER_GENES)
+        + ["cell_cycle"] * len(CELL_CYCLE_GENES)
+        + ["sex"] * len(SEX_GENES)
+        + ["background"] * n_background
+    )
+    marker_idx = np.flatnonzero(gene_role == "marker")
+    cycle_idx = np.flatnonzero(gene_role == "cell_cycle")
+    background_idx = np.flatnonzero(gene_role == "background")
+    column = {gene: j for j, gene in enumerate(gene_names)}
+
+    # ---- cells ---------------------------------------------------------------------
+    batch_sizes = _allocate(n_cells, np.array([BATCH_FRACTIONS[b] for b in BATCHES]))
+    batch_code = np.repeat(np.arange(len(BATCHES)), batch_sizes)
+    batch = np.array(BATCHES)[batch_code]
+    timepoint = np.array([TIMEPOINT_OF_BATCH[b] for b in BATCHES])[batch_code]
+    state_code = np.empty(n_cells, dtype=np.int64)
+    for tp in TIMEPOINTS:
+        in_tp = np.flatnonzero(timepoint == tp)
+        probabilities = np.array([STATE_FRACTIONS_BY_TIMEPOINT[tp][s] for s in CELL_STATES])
+        state_code[in_tp] = rng.choice(len(CELL_STATES), size=in_tp.size, p=probabilities)
+    male_probability = np.array([MALE_FRACTION_BY_BATCH[b] for b in BATCHES])[batch_code]
+    is_male = rng.random(n_cells) < male_probability
+    phase = rng.uniform(0.0, 2.0 * np.pi, n_cells)
+    s_activity, g2m_activity, cycle_score = _cycle_programs(phase)
+    is_late = (timepoint == "120H").astype(np.float64)
+
+    # ---- gene parameters -------------------------------------------------------------
+    baseline = rng.normal(0.0, _BACKGROUND_BASELINE_SD, n_genes)
+    baseline[marker_idx] = rng.normal(0.0, 0.5, marker_idx.size)
+    for gene in PROGENITOR_MARKERS:  # AMP identity genes, abundant in every AMP
+        baseline[column[gene]] = 1.5
+    baseline[cycle_idx] = rng.normal(0.5, 0.7, cycle_idx.size)
+    baseline[column["PCNA"]] = 1.5
+    baseline[column["lncRNA:roX1"]] = 3.5  # among the most abundant RNAs of a male cell
+    baseline[column["lncRNA:roX2"]] = 2.5
+    baseline[column["msl-2"]] = -0.5
+    theta = np.exp(rng.uniform(np.log(_THETA_RANGE[0]), np.log(_THETA_RANGE[1]), n_genes))
+
+    # State program: markers explicitly, a fraction of background genes through the latent.
+    centroids = _state_centroids(rng)
+    state_genes = _pick(rng, background_idx, _STATE_GENE_FRACTION)
+    state_loadings = rng.normal(0.0, _STATE_LOADING_SD, (centroids.shape[1], state_genes.size))
+    cell_latent = centroids[state_code] + rng.normal(
+        0.0, _STATE_LATENT_JITTER_SD, (n_cells, centroids.shape[1])
+    )
+    marker_effects = _marker_state_effects()
+
+    # Time-point program (wanted signal).
+    time_lfc = np.zeros(n_genes)
+    time_genes = _pick(rng, background_idx, _TIME_GENE_FRACTION)
+    time_lfc[time_genes] = rng.normal(0.0, _TIME_LFC_SD, time_genes.size)
+    for gene in DIFFERENTIATION_MARKERS:
+        time_lfc[column[gene]] = _DIFFERENTIATION_LFC_120H
+
+    # Cell-cycle program.
+    s_lfc = np.zeros(n_genes)
+    g2m_lfc = np.zeros(n_genes)
+    cycle_program = np.full(n_genes, "", dtype=object)
+    for j in cycle_idx:
+        is_g2m = gene_names[j] in G2M_GENES
+        (g2m_lfc if is_g2m else s_lfc)[j] = rng.uniform(*_CYCLE_GENE_LFC)
+        cycle_program[j] = "G2M" if is_g2m else "S"
+    cycle_genes_bg = _pick(rng, background_idx, _CYCLE_BACKGROUND_FRACTION)
+    magnitude = rng.uniform(*_CYCLE_BACKGROUND_LFC, cycle_genes_bg.size)
+    sign = np.where(rng.random(cycle_genes_bg.size) < _CYCLE_BACKGROUND_DOWN_FRACTION, -1, 1)
+    follows_g2m = rng.random(cycle_genes_bg.size) < 0.5
+    g2m_lfc[cycle_genes_bg[follows_g2m]] = (sign * magnitude)[follows_g2m]
+    s_lfc[cycle_genes_bg[~follows_g2m]] = (sign * magnitude)[~follows_g2m]
+    cycle_program[cycle_genes_bg] = np.where(follows_g2m, "G2M", "S")
+
+    # Sex program: roX genes are written for males and switched off in females.
+    male_lfc = np.zeros(n_genes)
+    male_lfc[column["lncRNA:roX1"]] = -_ROX_FEMALE_LFC
+    male_lfc[column["lncRNA:roX2"]] = -_ROX_FEMALE_LFC
+    male_lfc[column["msl-2"]] = _MSL2_MALE_LFC
+    baseline[[column["lncRNA:roX1"], column["lncRNA:roX2"]]] += _ROX_FEMALE_LFC
+    sex_genes_bg = _pick(rng, background_idx, _SEX_BACKGROUND_FRACTION)
+    male_lfc[sex_genes_bg] = rng.uniform(*_SEX_BACKGROUND_LFC, sex_genes_bg.size) * rng.choice(
+        [-1.0, 1.0], sex_genes_bg.size
+    )
+
+    # Batch effects and library sizes.
+    batch_lfc = rng.normal(0.0, _BATCH_EFFECT_SD, (len(BATCHES), n_genes))
+    batch_depth = rng.normal(0.0, _BATCH_DEPTH_SD, len(BATCHES))
+    median_umi = _MEDIAN_UMI_PER_2000_GENES * n_genes / 2000.0
+    log_library = (
+        np.log(median_umi)
+        + batch_depth[batch_code]
+        + _CYCLE_DEPTH_SLOPE * (cycle_score - 0.5)
+        + rng.normal(0.0, _LOG_LIBRARY_SD, n_cells)
+    )
+    library_size = np.exp(log_library)
+
+    # ---- counts, in chunks of cells to bound memory ------------------------------------
+    blocks: list[sp.csr_matrix] = []
+    for start in range(0, n_cells, _SAMPLING_CHUNK_CELLS):
+        rows = slice(start, min(start + _SAMPLING_CHUNK_CELLS, n_cells))
+        eta = baseline + batch_lfc[batch_code[rows]]
+        eta[:, marker_idx] += marker_effects[state_code[rows]]
+        eta[:, state_genes] += cell_latent[rows] @ state_loadings
+        eta += np.outer(is_late[rows], time_lfc)
+        eta += np.outer(s_activity[rows], s_lfc) + np.outer(g2m_activity[rows], g2m_lfc)
+        eta += np.outer(is_male[rows].astype(np.float64), male_lfc)
+        eta -= eta.max(axis=1, keepdims=True)
+        proportions = np.exp(eta)
+        proportions /= proportions.sum(axis=1, keepdims=True)
+        mean = library_size[rows, None] * proportions
+        rate = rng.gamma(shape=theta, scale=mean / theta)
+        blocks.append(sp.csr_matrix(rng.poisson(rate).astype(np.float32)))
+    counts = sp.vstack(blocks, format="csr", dtype=np.float32)
+
+    # ---- AnnData -------------------------------------------------------------------
+    states = np.array(CELL_STATES)[state_code]
+    obs = pd.DataFrame(
+        {
+            "batch": pd.Categorical(batch, categories=list(BATCHES)),
+            "timepoint": pd.Categorical(timepoint, categories=list(TIMEPOINTS)),
+            "cell_state": pd.Categorical(states, categories=list(CELL_STATES)),
+            "domain": pd.Categorical(
+                [DOMAIN_OF_STATE[s] for s in states], categories=["Direct", "Indirect"]
+            ),
+            "sex": pd.Categorical(
+                np.where(is_male, "MALE", "FEMALE"), categories=["FEMALE", "MALE"]
+            ),
+            "cycle_phase": phase,
+            "s_score": s_activity,
+            "g2m_score": g2m_activity,
+            "cycle_score": cycle_score,
+            "library_size": library_size,
+        },
+        index=pd.Index([f"sim{i:06d}.{b}" for i, b in enumerate(batch)], name="cell"),
+    )
+    var = pd.DataFrame(
+        {
+            "gene_role": pd.Categorical(
+                gene_role, categories=["marker", "cell_cycle", "sex", "background"]
+            ),
+            "cycle_program": cycle_program.astype(str),
+            "nb_inverse_dispersion": theta,
+        },
+        index=pd.Index(gene_names, name="gene"),
+    )
+    adata = ad.AnnData(X=counts, obs=obs, var=var)
+    adata.layers["counts"] = counts.copy()
+    adata.uns["marker_genes"] = list(MARKER_GENES)
+    adata.uns["nuisance_genes"] = list(NUISANCE_GENES)
+    adata.uns["cell_cycle_genes"] = list(CELL_CYCLE_GENES)
+    adata.uns["sex_genes"] = list(SEX_GENES)
+    return adata

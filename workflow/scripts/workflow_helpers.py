@@ -1,0 +1,125 @@
+"""What every rule script shares: logging into the rule's log, atomic outputs, thread
+limits, and the on-disk form of one method's representation.
+
+Snakemake puts this folder on ``sys.path`` of every ``script:``, so a script imports this
+module by name. Keep it free of study logic: that belongs in the ``scprob`` package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import traceback
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from scprob.bench.baselines import Representation
+
+
+@contextlib.contextmanager
+def logged_to(log_path: str | os.PathLike[str]) -> Iterator[None]:
+    """Send the script's stdout, stderr, warnings and logging records to ``log_path``.
+
+    An exception leaving the block is written to the log with its traceback and raised
+    again, so Snakemake marks the job failed and points at the log that explains why.
+    """
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as stream:
+        logging.basicConfig(
+            stream=stream,
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            force=True,
+        )
+        logging.captureWarnings(True)
+        warnings.simplefilter("default")
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            try:
+                yield
+            except BaseException:
+                traceback.print_exc(file=stream)
+                raise
+            finally:
+                logging.shutdown()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path``, moved onto ``path`` only if the block succeeds.
+
+    The temporary name keeps the suffix, so writers that infer the format from it
+    (``savefig``, ``write_h5ad``) behave the same. A failed block leaves no file behind,
+    and a reader never sees a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write ``frame`` (without its index) to ``path`` atomically."""
+    with atomic_output(path) as partial:
+        frame.to_csv(partial, index=False)
+
+
+def limit_threads(n_threads: int) -> None:
+    """Hold torch, BLAS/OpenMP and numba to the ``threads:`` Snakemake granted the job, so
+    parallel jobs do not oversubscribe the cores."""
+    import numba
+    import threadpoolctl
+    import torch
+
+    torch.set_num_threads(n_threads)
+    threadpoolctl.threadpool_limits(n_threads)
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+
+
+# One method's representation on disk ------------------------------------------------------
+# obs: the simulated ground truth; obsm["X_rep"]: the embedding the graph was built on;
+# obsp: the kNN graph; obsm["X_umap"]: its 2-D layout; uns: method and display name.
+
+
+def write_representation(
+    path: str | os.PathLike[str],
+    obs: pd.DataFrame,
+    rep: Representation,
+    umap: np.ndarray,
+    method: str,
+) -> None:
+    """Store ``rep`` ``(n_cells, …)`` of ``method`` with the cells' ``obs`` as a small h5ad."""
+    adata = ad.AnnData(obs=obs.copy())
+    adata.obsm["X_rep"] = np.asarray(rep.embedding, dtype=np.float32)
+    adata.obsm["X_umap"] = np.asarray(umap, dtype=np.float32)
+    adata.obsp["connectivities"] = rep.connectivities
+    adata.obsp["distances"] = rep.distances
+    adata.uns["method"] = method
+    adata.uns["display_name"] = rep.name
+    adata.uns["graph_only"] = bool(rep.graph_only)
+    with atomic_output(path) as partial:
+        adata.write_h5ad(partial)
+
+
+def read_representation(path: str | os.PathLike[str]) -> tuple[Representation, ad.AnnData]:
+    """The :class:`Representation` stored by :func:`write_representation`, and the AnnData
+    (obs = ground truth, ``obsm["X_umap"]``)."""
+    adata = ad.read_h5ad(path)
+    rep = Representation(
+        embedding=adata.obsm["X_rep"],
+        connectivities=adata.obsp["connectivities"].tocsr(),
+        distances=adata.obsp["distances"].tocsr(),
+        name=str(adata.uns["display_name"]),
+        graph_only=bool(adata.uns["graph_only"]),
+    )
+    return rep, adata
