@@ -1,0 +1,172 @@
+"""Readers for real CITE-seq count data, into the layout the models read.
+
+Both readers return an AnnData whose ``X`` and ``layers["counts"]`` are the RNA counts
+``(n_cells, n_genes)`` as CSR float32, and whose ``obsm["protein_expression"]`` is a
+DataFrame ``(n_cells, n_proteins)`` of float32 antibody counts with the antibody names as
+columns (the layout of the CITE-seq simulator, so real and simulated data are
+interchangeable).
+
+* ``read_10x_mtx_tar``: a Cell Ranger v3 ``filtered_feature_bc_matrix`` folder packed as
+  a ``.tar.gz``, read in memory (no extraction to disk). "Gene Expression" features become
+  the genes, "Antibody Capture" features the proteins (isotype controls included; drop them
+  by name if unwanted).
+* ``read_h5ad_cite_seq``: the old scvi-tools h5ad layout (dense ``X``, protein counts as a
+  plain array in ``obsm["protein_expression"]``, names in ``uns["protein_names"]``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import warnings
+from pathlib import Path, PurePosixPath
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.io
+import scipy.sparse as sp
+
+PROTEIN_KEY = "protein_expression"
+GENE_EXPRESSION = "Gene Expression"
+ANTIBODY_CAPTURE = "Antibody Capture"
+_MATRIX_FILES = ("matrix.mtx", "features.tsv", "barcodes.tsv")
+
+
+def _is_junk(name: str) -> bool:
+    """macOS metadata that tar picks up: ``.DS_Store`` and AppleDouble ``._*`` files."""
+    base = PurePosixPath(name).name
+    return base == ".DS_Store" or base.startswith("._")
+
+
+def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = archive.extractfile(member)
+    if handle is None:  # pragma: no cover - regular files always have a handle
+        raise ValueError(f"cannot read {member.name!r} from the archive.")
+    data = handle.read()
+    return gzip.decompress(data) if member.name.endswith(".gz") else data
+
+
+def _as_csr_float32(matrix: np.ndarray | sp.spmatrix) -> sp.csr_matrix:
+    return sp.csr_matrix(matrix, dtype=np.float32)
+
+
+def _require_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a file; pass the path of the file to read.")
+    return path
+
+
+def read_10x_mtx_tar(path: str | Path) -> ad.AnnData:
+    """A Cell Ranger v3 ``filtered_feature_bc_matrix.tar.gz``: RNA in ``X``, ADTs in obsm.
+
+    The archive must hold exactly one ``matrix.mtx[.gz]``, ``features.tsv[.gz]`` and
+    ``barcodes.tsv[.gz]`` (in any folder); macOS junk entries are ignored. Returns
+    ``X``/``layers["counts"]`` ``(n_barcodes, n_genes)`` CSR float32 with gene symbols as
+    ``var_names`` (made unique) and ``var["gene_ids"]``; ``obsm["protein_expression"]``
+    ``(n_barcodes, n_antibodies)`` named by the features' name column (e.g.
+    ``CD3_TotalSeqB``).
+    """
+    path = _require_file(path)
+    try:
+        archive = tarfile.open(path, mode="r:*")
+    except tarfile.TarError as err:
+        raise ValueError(f"{str(path)!r} is not a readable tar archive ({err}).") from err
+    with archive:
+        found: dict[str, tarfile.TarInfo] = {}
+        for member in archive.getmembers():
+            if not member.isfile() or _is_junk(member.name):
+                continue
+            base = PurePosixPath(member.name).name.removesuffix(".gz")
+            if base in _MATRIX_FILES:
+                if base in found:
+                    raise ValueError(
+                        f"{str(path)!r} holds two {base} files ({found[base].name!r} and "
+                        f"{member.name!r}); pack one filtered_feature_bc_matrix per archive."
+                    )
+                found[base] = member
+        missing = [name for name in _MATRIX_FILES if name not in found]
+        if missing:
+            hint = (" (genes.tsv is the Cell Ranger v2 layout; this reader expects v3)"
+                    if "features.tsv" in missing else "")
+            raise ValueError(f"{str(path)!r} lacks {missing}{hint}: expected a Cell Ranger "
+                             "v3 filtered_feature_bc_matrix folder.")
+        raw = {name: _read_member(archive, found[name]) for name in _MATRIX_FILES}
+
+    # MatrixMarket stores features × barcodes.
+    counts = _as_csr_float32(scipy.io.mmread(io.BytesIO(raw["matrix.mtx"])).T)
+    features = pd.read_csv(io.BytesIO(raw["features.tsv"]), sep="\t", header=None,
+                           dtype=str, keep_default_na=False)
+    barcodes = pd.read_csv(io.BytesIO(raw["barcodes.tsv"]), sep="\t", header=None,
+                           dtype=str, keep_default_na=False)[0]
+    if features.shape[1] < 3:
+        raise ValueError(f"features.tsv in {str(path)!r} has {features.shape[1]} columns; "
+                         "Cell Ranger v3 writes id, name and feature type.")
+    features = features.iloc[:, :3].set_axis(["id", "name", "feature_type"], axis=1)
+    if counts.shape != (len(barcodes), len(features)):
+        raise ValueError(
+            f"matrix.mtx is {counts.shape[1]} features × {counts.shape[0]} barcodes but the "
+            f"archive lists {len(features)} features and {len(barcodes)} barcodes."
+        )
+    unsupported = sorted(set(features["feature_type"]) - {GENE_EXPRESSION, ANTIBODY_CAPTURE})
+    if unsupported:
+        raise ValueError(f"unsupported feature types {unsupported} in {str(path)!r}; this "
+                         f"reader splits {GENE_EXPRESSION!r} and {ANTIBODY_CAPTURE!r} only.")
+
+    is_gene = (features["feature_type"] == GENE_EXPRESSION).to_numpy()
+    obs = pd.DataFrame(index=pd.Index(barcodes.to_numpy(), name="barcode"))
+    genes = features[is_gene]
+    var = pd.DataFrame({"gene_ids": genes["id"].to_numpy()},
+                       index=pd.Index(genes["name"].to_numpy(), name="gene"))
+    rna = counts[:, np.flatnonzero(is_gene)]
+    adata = ad.AnnData(X=rna, obs=obs, var=var)
+    adata.var_names_make_unique()
+    adata.layers["counts"] = rna.copy()
+    antibodies = features[~is_gene]
+    adata.obsm[PROTEIN_KEY] = pd.DataFrame(
+        counts[:, np.flatnonzero(~is_gene)].toarray(), index=adata.obs_names,
+        columns=pd.Index(antibodies["name"].to_numpy(), name="protein"),
+    )
+    return adata
+
+
+def read_h5ad_cite_seq(
+    path: str | Path, protein_key: str = PROTEIN_KEY, names_key: str = "protein_names"
+) -> ad.AnnData:
+    """An h5ad with protein counts as a plain array in ``obsm[protein_key]`` and their
+    names in ``uns[names_key]`` (the old scvi-tools test-data layout).
+
+    Returns ``X``/``layers["counts"]`` ``(n_cells, n_genes)`` CSR float32 and
+    ``obsm[protein_key]`` a float32 DataFrame ``(n_cells, n_proteins)`` whose columns are
+    ``uns[names_key]``. A file whose proteins are already a DataFrame keeps its columns.
+    """
+    path = _require_file(path)
+    with warnings.catch_warnings():
+        # The layout is old by definition; anndata reads it correctly and says so per element.
+        warnings.simplefilter("ignore", ad.OldFormatWarning)
+        adata = ad.read_h5ad(path)
+    if protein_key not in adata.obsm:
+        raise ValueError(f"{str(path)!r} has no obsm[{protein_key!r}] (obsm keys: "
+                         f"{sorted(adata.obsm)}); pass protein_key= naming the protein counts.")
+    proteins = adata.obsm[protein_key]
+    if isinstance(proteins, pd.DataFrame):
+        columns = pd.Index(proteins.columns.astype(str), name="protein")
+        values = proteins.to_numpy()
+    else:
+        values = proteins.toarray() if sp.issparse(proteins) else np.asarray(proteins)
+        if names_key not in adata.uns:
+            raise ValueError(f"{str(path)!r} stores proteins as an array but has no "
+                             f"uns[{names_key!r}] naming them; pass names_key=.")
+        names = [str(n) for n in np.asarray(adata.uns[names_key]).ravel()]
+        if len(names) != values.shape[1]:
+            raise ValueError(f"uns[{names_key!r}] names {len(names)} proteins but "
+                             f"obsm[{protein_key!r}] has {values.shape[1]} columns.")
+        columns = pd.Index(names, name="protein")
+    adata.obsm[protein_key] = pd.DataFrame(values.astype(np.float32), index=adata.obs_names,
+                                           columns=columns)
+    adata.X = _as_csr_float32(adata.X)
+    adata.layers["counts"] = adata.X.copy()
+    adata.var_names_make_unique()
+    return adata
