@@ -7,18 +7,9 @@
 # Results and logs are written under results/ and logs/ of the working directory
 # (--directory); config/config.yaml is read from there too, or pass --configfile.
 
-import os
-from pathlib import Path
-
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
-
-# Scripts import scprob from this checkout, also inside environments that do not install
-# it (e.g. the conda environments of --sdm conda). Jobs inherit this variable.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")) if p
-)
 
 
 configfile: "config/config.yaml"
@@ -32,9 +23,13 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/covariates.smk"
+include: "workflow/rules/scaling.smk"
+include: "workflow/rules/scarches.smk"
 
 
 rule all:
     input:
         covariates_targets(),
+        scaling_targets(),
+        scarches_targets(),
     default_target: True

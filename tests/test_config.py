@@ -49,6 +49,28 @@ BAD_CONFIGS = [
                  id="bad-likelihood"),
     pytest.param("covariates.simulate.n_genes", 100, "['n_genes']", id="too-few-genes"),
     pytest.param("seed", -1, "['seed']", id="negative-seed"),
+    pytest.param("scarches.totalvi.n_layers", 2, "'n_layers' was unexpected",
+                 id="scarches-unknown-key"),
+    pytest.param("scarches.simulate.reference.n_batches", 25, "['n_batches']",
+                 id="scarches-batches-not-donors-times-days"),
+    pytest.param("scarches.query_training.weight_decay", -1.0, "['weight_decay']",
+                 id="scarches-negative-weight-decay"),
+    pytest.param("scarches.query_training.max_epochs", 0, "['max_epochs']",
+                 id="scarches-query-epochs-0"),
+    pytest.param("scarches.totalvi.gene_likelihood", "poisson", "['gene_likelihood']",
+                 id="scarches-bad-likelihood"),
+    pytest.param("scarches.rare_subsets", [], "['rare_subsets']", id="scarches-no-subsets"),
+    pytest.param("scarches.accuracy_tolerance", 2.0, "['accuracy_tolerance']",
+                 id="scarches-tolerance-above-1"),
+    pytest.param("scaling.n_cells", [0, 1000], "['scaling']['n_cells'][0]",
+                 id="scaling-size-0"),
+    pytest.param("scaling.methods", ["scvi", "umap"], "'umap' is not one of",
+                 id="scaling-unknown-method"),
+    pytest.param("scaling.scvi.max_epochs_cap", 0, "['max_epochs_cap']",
+                 id="scaling-cap-0"),
+    pytest.param("scaling.scvi.limit_train_batches", 0.5, "['limit_train_batches']",
+                 id="scaling-fractional-batches"),
+    pytest.param("scaling.warmup_cells", -1, "['warmup_cells']", id="scaling-negative-warmup"),
 ]
 
 
@@ -98,6 +120,27 @@ def test_snakemake_dry_run_accepts_the_test_config(tmp_path: Path) -> None:
         assert rule in output
 
 
+def test_paper_config_has_the_default_keys_and_the_papers_runtime_study() -> None:
+    def keys(node: Any, prefix: str = "") -> set[str]:
+        if not isinstance(node, dict):
+            return {prefix}
+        return set().union(*(keys(v, f"{prefix}.{k}") for k, v in node.items()))
+
+    paper = load("paper.yaml")
+    validate(paper, str(SCHEMA))
+    assert keys(paper) == keys(load("config.yaml"))
+    scaling = paper["scaling"]
+    assert scaling["n_cells"] == [5000, 10000, 20000, 40000, 80000, 160000, 320000, 486134]
+    assert scaling["n_top_genes"] == 4000
+    assert scaling["scvi"]["max_epochs_cap"] is None  # early stopping alone, as published
+    assert (scaling["scvi"]["max_epochs"], scaling["scvi"]["early_stopping_patience"],
+            scaling["scvi"]["batch_size"], scaling["scvi"]["limit_train_batches"]) == (
+        10000, 45, 1024, 20)
+    assert paper["covariates"]["scvi"]["max_epochs"] == 400
+    assert (paper["covariates"]["simulate"]["n_cells"],
+            paper["covariates"]["simulate"]["n_genes"]) == (19885, 3332)
+
+
 def dry_run(directory: Path, configfile: Path) -> tuple[int, str]:
     """``snakemake -n`` of the repository's Snakefile in ``directory``: exit status and
     the combined output (Snakemake logs its errors to stdout)."""
@@ -107,3 +150,21 @@ def dry_run(directory: Path, configfile: Path) -> tuple[int, str]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
     )
     return run.returncode, run.stdout
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_scarches_configs_keep_the_papers_architecture_and_epoch_ratio(name: str) -> None:
+    if not (REPO / "config" / name).exists():
+        pytest.skip(f"config/{name} is absent")
+    scarches = load(name)["scarches"]
+    validate(load(name), str(SCHEMA))
+    architecture = scarches["totalvi"]
+    assert architecture["n_layers_encoder"] == architecture["n_layers_decoder"] == 2
+    assert architecture["use_layer_norm"] and not architecture["use_batch_norm"]
+    assert architecture["n_latent"] == 20
+    reference, query = scarches["reference_training"], scarches["query_training"]
+    assert reference["lr"] == query["lr"] == 4e-3
+    assert reference["batch_size"] == query["batch_size"] == 256
+    assert query["weight_decay"] == 0.0
+    # The paper trained 250 reference epochs and 150 query epochs.
+    assert reference["max_epochs"] * 150 == query["max_epochs"] * 250

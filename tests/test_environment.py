@@ -39,7 +39,9 @@ def test_conda_mirror_lists_exactly_the_lock() -> None:
 
 def test_pyproject_pins_agree_with_the_lock() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = [*project["dependencies"], *sum(project["optional-dependencies"].values(), [])]
+    declared = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared.extend(extra)
     lock = _lock()
     for requirement in declared:
         match = PIN.match(requirement)

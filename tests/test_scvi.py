@@ -106,7 +106,7 @@ def test_early_stopping_stops_and_needs_validation_cells(counts_adata) -> None:
     model.train(max_epochs=200, early_stopping=True, early_stopping_patience=2,
                 plan_kwargs={"lr": 0.05}, enable_progress_bar=False)
     assert len(model.history) < 200
-    with pytest.raises(ValueError, match="train_size=1.0 leaves no validation cells"):
+    with pytest.raises(ValueError, match=r"train_size=1\.0 leaves no validation cells"):
         model.train(max_epochs=2, train_size=1.0, early_stopping=True)
 
 

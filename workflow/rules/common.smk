@@ -69,3 +69,136 @@ def covariates_targets():
             ext=["png", "pdf"],
         ),
     ]
+
+
+# Paper Supp. Fig. 2 (runtime study) -----------------------------------------------------
+
+# Method wildcard value -> the name the paper's figure uses.
+SCALING_DISPLAY_NAMES = {
+    "scvi": "scVI",
+    "regress": "regress",
+    "regress_bbknn": "regress-bbknn",
+    "regress_harmony": "regress-harmony",
+}
+SCALING_BASELINES = ["regress", "regress_bbknn", "regress_harmony"]
+
+# The covariates of the (simulated) Heart Cell Atlas, all of which the paper gave every
+# method: 2 categorical, and 10 continuous (2 measured, 8 standard-normal noise).
+SCALING_CATEGORICAL_KEYS = ["cell_source", "donor"]
+SCALING_CONTINUOUS_KEYS = [
+    "percent_mito",
+    "percent_ribo",
+    *[f"cont_cov_{i}" for i in range(1, 9)],
+]
+
+
+def check_scaling_config(scaling):
+    """Relations between scaling keys that the schema cannot express; a ValueError names
+    the keys and the fix."""
+    if scaling["n_top_genes"] > scaling["simulate"]["n_genes"]:
+        raise ValueError(
+            f"scaling.n_top_genes ({scaling['n_top_genes']}) exceeds "
+            f"scaling.simulate.n_genes ({scaling['simulate']['n_genes']}); lower it or "
+            "simulate more genes."
+        )
+    if scaling["n_pcs"] >= min(scaling["n_top_genes"], min(scaling["n_cells"])):
+        raise ValueError(
+            f"scaling.n_pcs ({scaling['n_pcs']}) must be below scaling.n_top_genes and "
+            "every scaling.n_cells."
+        )
+    if 0 < scaling["warmup_cells"] <= scaling["n_pcs"]:
+        raise ValueError(
+            f"scaling.warmup_cells ({scaling['warmup_cells']}) must be 0 (no warm-up) or "
+            f"above scaling.n_pcs ({scaling['n_pcs']}): the warm-up runs PCA too."
+        )
+
+
+check_scaling_config(config["scaling"])
+
+
+def scaling_sizes():
+    """The configured subsample sizes, smallest first."""
+    return sorted(config["scaling"]["n_cells"])
+
+
+def scaling_atlas_cells():
+    """Cells of the simulated atlas: the largest subsample (which is then all of it)."""
+    return max(config["scaling"]["n_cells"])
+
+
+def scaling_methods():
+    """The methods the config asks for, in its order."""
+    return list(config["scaling"]["methods"])
+
+
+def scaling_display_names():
+    """Display names of the configured methods, for the table and the figure."""
+    return {m: SCALING_DISPLAY_NAMES[m] for m in scaling_methods()}
+
+
+def scaling_per_job(pattern):
+    """``pattern`` (with ``{method}`` and ``{n_cells}``) over every method and size."""
+    return expand(pattern, method=scaling_methods(), n_cells=scaling_sizes())
+
+
+def scaling_targets():
+    """Every final output of the runtime study."""
+    return [
+        "results/scaling/tables/runtime.csv",
+        "results/scaling/figures/supp_fig2_runtime.png",
+        "results/scaling/figures/supp_fig2_runtime.pdf",
+    ]
+
+
+# Paper Fig. 3 (scArches label-transfer study) ------------------------------------------
+
+# totalVI fitted from scratch: the reference alone, and de novo on reference + query.
+SCARCHES_FITS = ["reference", "de_novo"]
+# Latent spaces the random forest transfers labels on: the scArches query model's, de novo's.
+SCARCHES_METHODS = ["scarches", "de_novo"]
+# The query's conditions in the order of the figure (scprob.data.simulate.cite_seq).
+SCARCHES_CONDITIONS = ["healthy", "moderate", "severe"]
+# The panels of the figures rule, by file stem.
+SCARCHES_FIGURES = [
+    "fig3b_umap_labels",
+    "fig3c_umap_dataset",
+    "fig3d_confusion_scarches",
+    "fig3f_g_rare_subsets",
+    "fig3h_agreement",
+    "runtime",
+]
+
+
+def scarches_fit_inputs(wildcards):
+    """The data a from-scratch fit reads: the reference, plus the query for de novo."""
+    inputs = {"reference": "results/scarches/data/reference.h5ad"}
+    if wildcards.fit == "de_novo":
+        inputs["query"] = "results/scarches/data/query.h5ad"
+    return inputs
+
+
+def scarches_targets():
+    """Every final output of the scArches study."""
+    return [
+        *expand(
+            "results/scarches/tables/{name}.csv",
+            name=[
+                "label_transfer_scores",
+                "confusion_scarches",
+                "confusion_de_novo",
+                "agreement",
+                "rare_subsets",
+                "runtime",
+                "summary",
+                "claim_check",
+                "reference_training_history",
+                "query_training_history",
+                "de_novo_training_history",
+            ],
+        ),
+        *expand(
+            "results/scarches/figures/{stem}.{ext}",
+            stem=SCARCHES_FIGURES,
+            ext=["png", "pdf"],
+        ),
+    ]

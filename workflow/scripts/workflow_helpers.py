@@ -8,16 +8,28 @@ module by name. Keep it free of study logic: that belongs in the ``scprob`` pack
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
+import sys
 import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+# OpenMP threads that spin while waiting make a 2-thread torch job ~100× slower as soon as
+# another job takes a core (seen here: 2.5 s → 200 s for the same fit). Sleeping waiters
+# cost nothing measurable alone. Set before numpy/torch load their OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import anndata as ad
 import numpy as np
 import pandas as pd
+
+# Environments that do not install scprob (the conda environments of --sdm conda) import
+# it from this checkout; an installed scprob (make setup) takes precedence.
+if importlib.util.find_spec("scprob") is None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from scprob.bench.baselines import Representation
 

@@ -283,3 +283,104 @@ def umap_from_graph(rep: Representation, seed: int = 0) -> np.ndarray:
     }
     sc.tl.umap(adata, random_state=seed)
     return np.asarray(adata.obsm["X_umap"], dtype=np.float32)
+
+
+# The separate steps of the baselines, as the runtime study (paper Supp. Fig. 2) times them:
+# regress_out on the log-normalised data, PCA, then bbknn or Harmony on the PCs.
+
+
+def regress_out_continuous(
+    log_normalized: np.ndarray | sp.spmatrix, covariates: pd.DataFrame
+) -> np.ndarray:
+    """``scanpy.pp.regress_out`` of every column of ``covariates`` from ``log_normalized``.
+
+    ``log_normalized``: ``(n_cells, n_genes)`` dense or CSR; scanpy densifies sparse input
+    itself, and that copy is part of the function's cost. ``covariates``: ``(n_cells,
+    n_covariates)`` numeric columns (regress_out takes one categorical key only, alone, so
+    categorical covariates belong to bbknn/Harmony); constant columns are skipped (the
+    intercept covers them). Returns the residuals, ``(n_cells, n_genes)`` dense, in the
+    input's float dtype. The input is not modified.
+    """
+    import scanpy as sc
+
+    if covariates.shape[0] != log_normalized.shape[0]:
+        raise ValueError(
+            f"covariates has {covariates.shape[0]} rows but log_normalized has "
+            f"{log_normalized.shape[0]} cells; pass one row per cell."
+        )
+    obs = covariates.copy()
+    obs.index = obs.index.astype(str)
+    # scanpy writes the residuals into a dense X in place; a sparse X it replaces.
+    matrix = log_normalized if sp.issparse(log_normalized) else np.array(log_normalized)
+    work = ad.AnnData(X=matrix, obs=obs)
+    kept = _check_covariates(work, list(covariates.columns))
+    if kept:
+        sc.pp.regress_out(work, keys=kept)
+    return np.asarray(work.X.toarray() if sp.issparse(work.X) else work.X)
+
+
+def bbknn_graph(
+    embedding: np.ndarray,
+    batches: Sequence[str] | pd.Series,
+    neighbors_within_batch: int = 3,
+    name: str = "bbknn",
+) -> Representation:
+    """Batch-balanced kNN graph (``bbknn.bbknn``, its defaults: annoy, 3 per batch) of
+    ``embedding`` ``(n_cells, n_dims)``, one batch label per cell in ``batches``.
+
+    bbknn corrects one categorical key; to correct several, pass their combination (one
+    label per observed combination). The result is ``graph_only``.
+    """
+    import bbknn
+
+    work = _graph_adata(embedding)
+    labels = np.asarray(batches, dtype=str)
+    if labels.shape != (work.n_obs,):
+        raise ValueError(
+            f"batches has {labels.size} labels but embedding has {work.n_obs} cells."
+        )
+    work.obs["batch"] = pd.Categorical(labels)
+    smallest = int(work.obs["batch"].value_counts().min())
+    if not 1 <= neighbors_within_batch < smallest:
+        raise ValueError(
+            f"neighbors_within_batch must be in [1, {smallest}) (the smallest batch has "
+            f"{smallest} cells), got {neighbors_within_batch}; use fewer batch keys or "
+            "more cells."
+        )
+    bbknn.bbknn(
+        work, batch_key="batch", use_rep=_REP_KEY, neighbors_within_batch=neighbors_within_batch
+    )
+    return Representation(
+        embedding=work.obsm[_REP_KEY],
+        connectivities=sp.csr_matrix(work.obsp["connectivities"]),
+        distances=sp.csr_matrix(work.obsp["distances"]),
+        name=name,
+        graph_only=True,
+    )
+
+
+def harmony_correct(embedding: np.ndarray, covariates: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """Harmony (``harmonypy.run_harmony``, default parameters) of ``embedding``
+    ``(n_cells, n_pcs)`` on every categorical column of ``covariates`` at once.
+
+    Returns the corrected PCs, ``(n_cells, n_pcs)`` float32.
+    """
+    import harmonypy
+
+    embedding = np.asarray(embedding)
+    if covariates.shape[0] != embedding.shape[0] or covariates.shape[1] == 0:
+        raise ValueError(
+            f"covariates must have one row per cell ({embedding.shape[0]}) and at least one "
+            f"column, got {covariates.shape}."
+        )
+    meta = covariates.astype(str).reset_index(drop=True)
+    harmony = harmonypy.run_harmony(
+        embedding.astype(np.float64), meta, list(meta.columns), random_state=seed, verbose=False
+    )
+    corrected = np.asarray(harmony.Z_corr, dtype=np.float32)
+    if corrected.shape != embedding.shape:
+        raise RuntimeError(
+            f"harmonypy returned Z_corr of shape {corrected.shape}, expected (n_cells, n_pcs) "
+            f"= {embedding.shape}; the installed harmonypy changed its output orientation."
+        )
+    return corrected

@@ -28,6 +28,11 @@ METHOD_COLORS: dict[str, str] = {
     "scVI-cc": "#C44E52",
     "regress-bbknn": "#55A868",
     "regress-harmony": "#8172B2",
+    # Paper Supp. Fig. 2: regress_out alone.
+    "regress": "#DA8BC3",
+    # Paper Fig. 3: the scArches query mapping and de novo totalVI.
+    "scArches": "#DD8452",
+    "de novo": "#937860",
 }
 # For methods without an entry: picked by a stable hash of the name, so a method keeps its
 # colour between runs and figures.

@@ -5,6 +5,15 @@ one fancy-index of the matrix (``x[idx]``), densified only for those rows. The
 categorical codes and continuous covariates are held as tensors, so serving them is an
 ``index_select``. Shuffling draws one permutation per epoch from a generator seeded with
 ``(seed, epoch)``: the same seed gives the same batches, whatever ran before.
+
+Every batch also carries ``"log_factorial"``, each cell's ``Σ_g log x_ng!``: the constant
+of every count likelihood, which a reported ELBO must include but no gradient needs. It is
+computed once per data set from the stored nonzero counts, so a training step does not
+spend an ``lgamma`` on each matrix entry for it.
+
+On an accelerator the data can live on the device (:meth:`CellData.on_device`): dense
+counts whole when they fit, else the CSR arrays, gathered into dense minibatches there, so
+that a step never waits on the host.
 """
 
 from __future__ import annotations
@@ -16,25 +25,68 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy import special
 from torch import Tensor
 
 Batch = dict[str, Tensor]
+
+# Rows per block when a derived quantity (log x!) or a device copy is built from the counts:
+# bounds the host memory of those passes whatever the matrix size.
+_BLOCK_ROWS = 8192
+# Share of the free accelerator memory that dense counts may take before the CSR arrays
+# are kept instead: the rest is for the model, its activations and the optimizer.
+_DEVICE_DENSE_FRACTION = 0.5
+
+
+class DeviceCSR:
+    """A CSR count matrix as torch tensors on any device, serving dense row blocks.
+
+    ``rows(idx)`` gathers without host synchronisation: every selected row is read
+    through a window of ``max_row_nnz`` stored entries (the longest row of the matrix),
+    entries past a row's end are masked to zero and scatter-added onto column 0, where
+    adding zero changes nothing. The work is ``O(batch × max_row_nnz)``, at most the size
+    of the dense minibatch itself.
+    """
+
+    def __init__(self, matrix: sp.csr_matrix, device: torch.device | str) -> None:
+        self.shape = matrix.shape
+        self.dtype = torch.float32
+        self.device = torch.device(device)
+        self.indptr = torch.as_tensor(matrix.indptr.astype(np.int64), device=device)
+        self.indices = torch.as_tensor(matrix.indices.astype(np.int64), device=device)
+        self.data = torch.as_tensor(matrix.data, dtype=torch.float32, device=device)
+        row_nnz = np.diff(matrix.indptr)
+        self.max_row_nnz = int(row_nnz.max()) if len(row_nnz) else 0
+        self._window = torch.arange(max(self.max_row_nnz, 1), device=device)
+
+    def rows(self, index: Tensor) -> Tensor:
+        """Dense ``(len(index), n_genes)`` float32 rows."""
+        start = self.indptr[index].unsqueeze(1)
+        length = self.indptr[index + 1].unsqueeze(1) - start
+        position = start + self._window
+        inside = self._window < length
+        position = torch.where(inside, position, torch.zeros_like(position))
+        columns = torch.where(inside, self.indices[position], torch.zeros_like(position))
+        values = torch.where(inside, self.data[position], torch.zeros((), device=self.device))
+        out = torch.zeros(index.shape[0], self.shape[1], device=self.device)
+        return out.scatter_add_(1, columns, values)
 
 
 @dataclass
 class CellData:
     """Per-cell model inputs.
 
-    ``counts``: ``(n_cells, n_genes)`` float32 tensor or float32 CSR matrix;
-    ``cat``: ``(n_cells, n_categorical)`` int64 codes (the batch is column 0);
-    ``cont``: ``(n_cells, n_continuous)`` float32; ``extras``: more per-cell tensors
-    (e.g. ``"protein"``, ``(n_cells, n_proteins)``).
+    ``counts``: ``(n_cells, n_genes)`` float32 tensor, float32 CSR matrix, or a
+    :class:`DeviceCSR`; ``cat``: ``(n_cells, n_categorical)`` int64 codes (the batch is
+    column 0); ``cont``: ``(n_cells, n_continuous)`` float32; ``extras``: more per-cell
+    tensors (e.g. ``"protein"``, ``(n_cells, n_proteins)``).
     """
 
-    counts: Tensor | sp.csr_matrix
+    counts: Tensor | sp.csr_matrix | DeviceCSR
     cat: Tensor
     cont: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)
+    _log_factorial: Tensor | None = field(default=None, repr=False)
 
     @classmethod
     def from_arrays(
@@ -68,14 +120,51 @@ class CellData:
     def is_sparse(self) -> bool:
         return sp.issparse(self.counts)
 
-    def rows(self, idx: np.ndarray) -> Batch:
-        """The minibatch of cells ``idx`` ``(batch_size,)`` as dense tensors."""
+    @property
+    def device(self) -> torch.device:
+        return self.cat.device
+
+    @property
+    def log_factorial(self) -> Tensor:
+        """``Σ_g log x_ng!`` per cell, ``(n_cells,)`` float32, summed in float64 over the
+        stored counts, block by block."""
+        if self._log_factorial is None:
+            if isinstance(self.counts, DeviceCSR):
+                raise ValueError("log_factorial must be computed before the move to a device.")
+            sums = np.empty(len(self), dtype=np.float64)
+            block_rows = _BLOCK_ROWS
+            if self.is_sparse and self.counts.nnz:
+                # About a million stored entries per block: buffers that the allocator
+                # recycles instead of mapping fresh pages for each.
+                block_rows = max(1, (len(self) << 20) // self.counts.nnz)
+            for start in range(0, len(self), block_rows):
+                stop = min(start + block_rows, len(self))
+                if self.is_sparse:
+                    # Row sums of the stored entries as differences of one running sum.
+                    first, last = self.counts.indptr[start], self.counts.indptr[stop]
+                    per_entry = _log_factorial_of_counts(self.counts.data[first:last])
+                    running = np.concatenate([[0.0], np.cumsum(per_entry)])
+                    ends = self.counts.indptr[start : stop + 1] - first
+                    sums[start:stop] = running[ends[1:]] - running[ends[:-1]]
+                else:
+                    block = self.counts[start:stop].to("cpu", torch.float64)
+                    sums[start:stop] = torch.lgamma(block + 1.0).sum(dim=1).numpy()
+            self._log_factorial = torch.as_tensor(sums, dtype=torch.float32)
+        return self._log_factorial
+
+    def rows(self, idx: np.ndarray | Tensor) -> Batch:
+        """The minibatch of cells ``idx`` ``(batch_size,)`` as dense tensors, on the
+        device of the data (``idx`` may be a tensor on that device)."""
         if self.is_sparse:
+            idx = idx.cpu().numpy() if isinstance(idx, Tensor) else idx
             x = torch.from_numpy(self.counts[idx].toarray())
-        else:
-            x = self.counts[torch.from_numpy(idx)]
-        index = torch.from_numpy(idx)
-        batch: Batch = {"x": x, "cat": self.cat[index], "cont": self.cont[index]}
+        index = idx if isinstance(idx, Tensor) else torch.from_numpy(idx)
+        if isinstance(self.counts, DeviceCSR):
+            x = self.counts.rows(index)
+        elif not self.is_sparse:
+            x = self.counts[index]
+        batch: Batch = {"x": x, "cat": self.cat[index], "cont": self.cont[index],
+                        "log_factorial": self.log_factorial[index]}
         for name, values in self.extras.items():
             batch[name] = values[index]
         return batch
@@ -85,7 +174,59 @@ class CellData:
         move = lambda t: t.to(device)  # noqa: E731
         counts = self.counts if self.is_sparse else move(self.counts)
         return CellData(counts, move(self.cat), move(self.cont),
-                        {k: move(v) for k, v in self.extras.items()})
+                        {k: move(v) for k, v in self.extras.items()},
+                        move(self.log_factorial))
+
+    def on_device(self, device: torch.device | str, dense_bytes_limit: int | None = None
+                  ) -> CellData:
+        """A copy whose every array lives on ``device``, built without a dense host copy.
+
+        Dense counts go as they are. CSR counts are densified on the device, block by
+        block, when the dense matrix takes at most ``dense_bytes_limit`` (default: half of
+        the device's free memory); otherwise the CSR arrays move and minibatches are
+        gathered there (:class:`DeviceCSR`). On the CPU this returns ``self``.
+        """
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self
+        log_factorial = self.log_factorial.to(device)
+        move = lambda t: t.to(device)  # noqa: E731
+        if isinstance(self.counts, DeviceCSR):
+            counts: Tensor | DeviceCSR = self.counts
+        elif not self.is_sparse:
+            counts = move(self.counts)
+        else:
+            n_cells, n_genes = self.counts.shape
+            if dense_bytes_limit is None:
+                dense_bytes_limit = int(_DEVICE_DENSE_FRACTION * _free_device_memory(device))
+            if 4 * n_cells * n_genes <= dense_bytes_limit:
+                counts = torch.empty(n_cells, n_genes, device=device)
+                for start in range(0, n_cells, _BLOCK_ROWS):
+                    stop = min(start + _BLOCK_ROWS, n_cells)
+                    block = torch.from_numpy(self.counts[start:stop].toarray())
+                    counts[start:stop] = block.to(device)
+            else:
+                counts = DeviceCSR(self.counts, device)
+        return CellData(counts, move(self.cat), move(self.cont),
+                        {k: move(v) for k, v in self.extras.items()}, log_factorial)
+
+
+def _log_factorial_of_counts(values: np.ndarray) -> np.ndarray:
+    """``log x!`` (float64) of non-negative integer counts: a table lookup for counts up to
+    a million (one ``gammaln`` per distinct value instead of one per entry)."""
+    largest = int(values.max()) if values.size else 0
+    if largest <= 1_000_000:
+        table = special.gammaln(np.arange(largest + 1, dtype=np.float64) + 1.0)
+        return table[values.astype(np.int64)]
+    return special.gammaln(values.astype(np.float64) + 1.0)
+
+
+def _free_device_memory(device: torch.device) -> int:
+    """Free bytes on an accelerator; 0 where torch cannot tell (keeps data compact)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return 0
 
 
 class MinibatchLoader:
@@ -94,6 +235,10 @@ class MinibatchLoader:
     In training (``shuffle=True``) a trailing batch of fewer than ``min_last_batch`` cells
     is dropped: batch norm cannot normalise a single cell, and two cells give a
     degenerate estimate.
+
+    The permutation of an epoch is drawn on the host (the same for every device); when the
+    data live on an accelerator (:meth:`place_on`) it is sent there once per epoch and the
+    minibatches are cut from it there.
     """
 
     def __init__(
@@ -108,6 +253,7 @@ class MinibatchLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
         self.data = data
+        self.host_data = data
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -125,9 +271,20 @@ class MinibatchLoader:
         rng = np.random.default_rng([self.seed, epoch])
         return self.indices[rng.permutation(len(self.indices))]
 
+    def place_on(self, data: CellData) -> None:
+        """Serve from ``data`` (the same cells, e.g. :meth:`CellData.on_device` of the
+        original); ``place_on(loader.host_data)`` goes back."""
+        if len(data) != len(self.host_data):
+            raise ValueError(
+                f"the replacement data hold {len(data)} cells, the loader's {len(self.host_data)}."
+            )
+        self.data = data
+
     def __iter__(self) -> Iterator[Batch]:
-        order = self.order(self.epoch)
+        order: np.ndarray | Tensor = self.order(self.epoch)
         self.epoch += 1
+        if self.data.device.type != "cpu":
+            order = torch.as_tensor(order, device=self.data.device)
         for b in range(len(self)):
             yield self.data.rows(order[b * self.batch_size : (b + 1) * self.batch_size])
 

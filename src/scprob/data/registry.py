@@ -48,6 +48,10 @@ class Registry:
     # Number of categories each categorical covariate had in the reference, before any
     # query categories were appended by surgery.
     n_reference_categories: dict[str, int] = field(default_factory=dict)
+    # (n_batch, n_proteins): False where a protein was not measured in a batch, i.e. its
+    # counts are zero in every cell of that batch (a panel without that antibody). totalVI
+    # leaves those entries out of its likelihood. Empty without proteins.
+    protein_observed: list[list[bool]] = field(default_factory=list)
 
     @property
     def batch_column(self) -> str:
@@ -79,6 +83,9 @@ class Registry:
         d["n_reference_categories"] = {
             k: int(v) for k, v in (d.get("n_reference_categories") or {}).items()
         }
+        # May come back from an h5ad as a 2-d array: test for None, not for truth.
+        rows = d.get("protein_observed")
+        d["protein_observed"] = [] if rows is None else [[bool(v) for v in r] for r in rows]
         return cls(**d)
 
 
@@ -248,8 +255,42 @@ def register_anndata(
         labels_key=labels_key,
         n_reference_categories={k: len(v) for k, v in categories.items()},
     )
+    if protein_expression_obsm_key is not None:
+        registry.protein_observed = protein_observation_mask(
+            protein_counts(adata, protein_expression_obsm_key),
+            category_codes(adata, registry)[:, 0],
+            registry.n_batch,
+        ).tolist()
     adata.uns[UNS_KEY] = registry.to_dict()
     return registry
+
+
+def present_categories(adata: AnnData, key: str, role: str) -> list[str]:
+    """The categories of ``adata.obs[key]`` that occur in its cells, in the column's
+    categorical order (sorted for a non-categorical column)."""
+    return _ordered_categories(_categorical_values(adata, key, role), adata.obs[key])
+
+
+def protein_counts(adata: AnnData, obsm_key: str) -> np.ndarray:
+    """The protein counts ``adata.obsm[obsm_key]`` as a float32 array ``(n_cells, n_proteins)``."""
+    proteins = adata.obsm[obsm_key]
+    if isinstance(proteins, pd.DataFrame):
+        return proteins.to_numpy(dtype=np.float32)
+    if sp.issparse(proteins):
+        return np.asarray(proteins.toarray(), dtype=np.float32)
+    return np.asarray(proteins, dtype=np.float32)
+
+
+def protein_observation_mask(
+    proteins: np.ndarray, batch_codes: np.ndarray, n_batch: int
+) -> np.ndarray:
+    """``(n_batch, n_proteins)`` bool: True where some cell of the batch has a non-zero
+    count of the protein. An antibody that was in a batch's panel is detected in at least
+    one of its cells; one whose counts are all zero was not measured there. A batch without
+    cells in ``proteins`` ``(n_cells, n_proteins)`` is all False."""
+    observed = np.zeros((n_batch, proteins.shape[1]), dtype=bool)
+    np.logical_or.at(observed, np.asarray(batch_codes), np.asarray(proteins) > 0)
+    return observed
 
 
 def validate_proteins(adata: AnnData, obsm_key: str) -> list[str]:

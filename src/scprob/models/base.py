@@ -32,6 +32,7 @@ from scprob.data.registry import (
     extract_cell_data,
     get_registry,
 )
+from scprob.models.surgery import restore_query_module
 from scprob.train import TrainingPlan, make_trainer
 
 MODEL_FILE = "model.pt"
@@ -241,7 +242,12 @@ class BaseModel:
         return model
 
     def prepare_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Grow the module to the shapes in ``state`` (query categories), before loading."""
+        """Grow the module to the shapes in ``state`` (query categories), before loading.
+
+        A query model's registry says how many rows of each category table the reference
+        owns; the fresh module is split and frozen the same way (scArches surgery).
+        """
+        restore_query_module(self.module, self.registry)
 
 
 def transfer_registry(adata: AnnData, registry: Registry) -> None:

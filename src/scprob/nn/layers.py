@@ -20,7 +20,12 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+# Categorical covariates with at most this many categories enter as a one-hot matrix
+# product, larger ones as a row lookup (see CovariateLinear.forward).
+ONE_HOT_MAX_CATEGORIES = 64
 
 
 class CovariateLinear(nn.Module):
@@ -90,11 +95,27 @@ class CovariateLinear(nn.Module):
         return torch.cat([self.category_tables[k], new])
 
     def forward(self, h: Tensor, cat: Tensor | None = None, cont: Tensor | None = None) -> Tensor:
-        out = self.linear(h)
-        for k in range(len(self.category_tables)):
-            out = out + self.table(k)[cat[:, k]]
+        n_tables = len(self.category_tables)
+        bias = self.linear.bias
+        # Every one-hot row sums to 1, so the bias can ride on the first table's rows
+        # (b + T[c] = (T + b)[c]): the output is then written once by the matrix product,
+        # not first filled with the broadcast bias.
+        out = F.linear(h, self.linear.weight, bias if n_tables == 0 else None)
+        for k in range(n_tables):
+            table = self.table(k)
+            if k == 0 and bias is not None:
+                table = table + bias
+            if table.shape[0] <= ONE_HOT_MAX_CATEGORIES:
+                # The row lookup written as the one-hot product it stands for: both
+                # directions are then one small matrix product, where indexing would
+                # scatter-add the gradient of every selected row (several times slower on
+                # a CPU for a few categories; past ~64 the product costs more).
+                one_hot = F.one_hot(cat[:, k], table.shape[0]).to(out.dtype)
+                out = out.addmm_(one_hot, table)
+            else:
+                out = out + table[cat[:, k]]
         if self.continuous_weight is not None:
-            out = out + cont @ self.continuous_weight
+            out = out.addmm_(cont, self.continuous_weight)
         return out
 
 

@@ -1,0 +1,34 @@
+"""Rule subsample_heart: one data set of the runtime study (paper Supp. Fig. 2, Methods):
+``n_cells`` cells drawn without replacement from the simulated atlas, restricted to their
+``n_top_genes`` (4,000 in the paper) most variable genes by scanpy's
+``highly_variable_genes(flavor="seurat_v3")`` on the raw counts.
+"""
+
+import logging
+
+import anndata as ad
+from workflow_helpers import logged_to
+
+from scprob.data.simulate.heart_atlas import subsample_and_select_hvg
+
+log = logging.getLogger(snakemake.rule)
+
+
+def main(atlas_path: str, subsample_path: str, n_cells: int, n_top_genes: int,
+         seed: int) -> None:
+    # The output is written atomically by subsample_and_select_hvg.
+    subsample_and_select_hvg(atlas_path, subsample_path, n_cells, n_top_genes=n_top_genes,
+                             seed=seed)
+    written = ad.read_h5ad(subsample_path, backed="r")
+    log.info("wrote %s: %d cells x %d genes", subsample_path, written.n_obs, written.n_vars)
+    written.file.close()
+
+
+with logged_to(snakemake.log[0]):
+    main(
+        atlas_path=snakemake.input.atlas,
+        subsample_path=snakemake.output.data,
+        n_cells=int(snakemake.wildcards.n_cells),
+        n_top_genes=snakemake.params.n_top_genes,
+        seed=snakemake.params.seed,
+    )
