@@ -27,9 +27,7 @@ default ``"auto"`` compiles when the fit is long enough to repay the compilation
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -68,42 +66,12 @@ PLAN_DEFAULTS: dict[str, Any] = {
 }
 
 # "auto" compiles the likelihood kernel when a fit evaluates at least this many matrix
-# entries (training cells × genes × epochs). Compiling costs ~10-20 s on a 2-core CPU and
-# saves ~1.5e-8 s per entry there (eager ~3.8e-8, compiled ~1e-8 s with two threads), so
-# below this the compilation would not pay for itself: 20,000 cells × 2,000 genes need
-# about 28 epochs, the default 400 pass it easily, a unit test never does.
-AUTO_COMPILE_ENTRIES = 1e9
-
-
-def retain_freed_memory() -> bool:
-    """Ask glibc's allocator to keep freed blocks of up to 32 MiB for reuse (Linux only;
-    process-wide, set once). Returns whether the setting took effect.
-
-    A step allocates and frees dozens of minibatch-sized tensors (1 MB at 128 × 2,000,
-    8 MB at 1,024 × 2,000). By default glibc serves such blocks with fresh ``mmap``s, or
-    trims the heap after they are freed, so every step faults its pages in again: ~2,400
-    page faults a step, 5-15 % of a CPU step here. Raising the mmap and trim thresholds
-    keeps those pages mapped; it changes no number, and larger blocks (the data) are still
-    returned to the system when freed. PyTorch's CPU tuning guide recommends a caching
-    allocator (jemalloc, tcmalloc) for the same reason.
-    """
-    if _ALLOCATOR_TUNED:
-        return _ALLOCATOR_TUNED[0]
-    done = False
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            m_trim_threshold, m_mmap_threshold = -1, -3
-            done = bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(
-                libc.mallopt(m_trim_threshold, 256 << 20)
-            )
-        except (OSError, AttributeError):  # not glibc (musl, ...): keep its defaults
-            done = False
-    _ALLOCATOR_TUNED.append(done)
-    return done
-
-
-_ALLOCATOR_TUNED: list[bool] = []
+# entries (training cells × genes × epochs). Compiling took 13 s with a cold cache on this
+# project's 2-core CPU (less once torch's on-disk cache holds the kernels) and saves about
+# 1.5e-8 s per entry (one thread: 12.3 → 8.5 ms a step at 128 × 2,000), so this threshold
+# buys back about twice the compilation: 20,000 cells × 2,000 genes need some 60 epochs;
+# the default 400 pass it, a unit test never does.
+AUTO_COMPILE_ENTRIES = 2e9
 
 
 class TrainingPlan(pl.LightningModule):
@@ -210,8 +178,6 @@ class TrainingPlan(pl.LightningModule):
     # where the work happens ---------------------------------------------------------------
     def on_train_start(self) -> None:
         loader = self.trainer.train_dataloader
-        if self.device.type == "cpu":
-            retain_freed_memory()
         self._kernel_before = distributions.likelihood_kernel()
         distributions.use_compiled_likelihood(self._should_compile(loader))
         self._place_loader(loader)
