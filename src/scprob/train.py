@@ -264,3 +264,32 @@ def make_trainer(
         callbacks=callbacks,
         **trainer_kwargs,
     )
+
+
+class EpochLog(pl.Callback):
+    """Write each ``every``-th epoch's row of the training history (ELBOs, KL weight) to
+    ``logger`` (the rule's log), so a long run can be followed with ``tail -f``.
+
+    The training plan appends an epoch's row after the callbacks' epoch-end hooks have
+    run, so the row of epoch ``e`` is read when epoch ``e + 1`` starts (or training ends).
+    """
+
+    def __init__(self, logger: logging.Logger, every: int) -> None:
+        self.logger = logger
+        self.every = max(1, every)
+        self.n_logged = 0
+
+    def _log_new_rows(self, trainer: pl.Trainer, plan: pl.LightningModule) -> None:
+        rows = getattr(plan, "history_rows", [])
+        for row in rows[self.n_logged:]:
+            epoch = int(row["epoch"]) + 1
+            if epoch % self.every == 0 or epoch == trainer.max_epochs:
+                values = {k: round(v, 3) for k, v in row.items() if k != "epoch"}
+                self.logger.info("epoch %d/%d %s", epoch, trainer.max_epochs, values)
+        self.n_logged = len(rows)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, plan: pl.LightningModule) -> None:
+        self._log_new_rows(trainer, plan)
+
+    def on_train_end(self, trainer: pl.Trainer, plan: pl.LightningModule) -> None:
+        self._log_new_rows(trainer, plan)

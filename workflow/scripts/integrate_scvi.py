@@ -13,44 +13,16 @@ import logging
 from typing import Any
 
 import anndata as ad
-import pytorch_lightning as pl
 from workflow_helpers import limit_threads, logged_to, write_csv, write_representation
 
 from scprob.bench.baselines import neighbor_graph, umap_from_graph
 from scprob.models import SCVI
+from scprob.train import EpochLog
 
 log = logging.getLogger(snakemake.rule)
 
 ARCHITECTURE_KEYS = ("n_latent", "n_hidden", "n_layers", "dropout_rate", "gene_likelihood",
                      "dispersion")
-
-
-class EpochLog(pl.Callback):
-    """Write each ``every``-th epoch's row of the training history (ELBOs, KL weight) to
-    the rule's log, so a long run can be followed with ``tail -f``.
-
-    The training plan appends an epoch's row after the callbacks' epoch-end hooks have
-    run, so the row of epoch ``e`` is read when epoch ``e + 1`` starts (or training ends).
-    """
-
-    def __init__(self, every: int) -> None:
-        self.every = max(1, every)
-        self.n_logged = 0
-
-    def _log_new_rows(self, trainer: pl.Trainer, plan: pl.LightningModule) -> None:
-        rows = getattr(plan, "history_rows", [])
-        for row in rows[self.n_logged:]:
-            epoch = int(row["epoch"]) + 1
-            if epoch % self.every == 0 or epoch == trainer.max_epochs:
-                values = {k: round(v, 3) for k, v in row.items() if k != "epoch"}
-                log.info("epoch %d/%d %s", epoch, trainer.max_epochs, values)
-        self.n_logged = len(rows)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, plan: pl.LightningModule) -> None:
-        self._log_new_rows(trainer, plan)
-
-    def on_train_end(self, trainer: pl.Trainer, plan: pl.LightningModule) -> None:
-        self._log_new_rows(trainer, plan)
 
 
 def model_input(adata: ad.AnnData, method: str) -> tuple[ad.AnnData, list[str] | None]:
@@ -97,7 +69,7 @@ def main(
         seed=seed,
         accelerator=settings["accelerator"],
         enable_progress_bar=False,
-        callbacks=[EpochLog(every=max(1, settings["max_epochs"] // 20))],
+        callbacks=[EpochLog(log, every=max(1, settings["max_epochs"] // 20))],
     )
     log.info("trained %d epochs; validation ELBO %.2f", len(model.history), model.get_elbo())
 

@@ -20,10 +20,10 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
-import pytorch_lightning as pl
 from workflow_helpers import atomic_output
 
 from scprob.models import TOTALVI
+from scprob.train import EpochLog
 
 log = logging.getLogger("scarches")
 
@@ -34,31 +34,6 @@ LATENT_KEY = "X_latent"
 ARCHITECTURE_KEYS = ("n_latent", "n_hidden", "n_layers_encoder", "n_layers_decoder",
                      "dropout_rate", "gene_likelihood", "encode_covariates",
                      "use_batch_norm", "use_layer_norm")
-
-
-class EpochLog(pl.Callback):
-    """Write every ``every``-th epoch's row of the training history to the rule's log, so
-    a long fit can be followed with ``tail -f``. The plan appends an epoch's row after the
-    callbacks' epoch-end hooks, so rows are read at the next epoch's start (or the end)."""
-
-    def __init__(self, every: int) -> None:
-        self.every = max(1, every)
-        self.n_logged = 0
-
-    def _log_new_rows(self, trainer: pl.Trainer, plan: pl.LightningModule) -> None:
-        rows = getattr(plan, "history_rows", [])
-        for row in rows[self.n_logged:]:
-            epoch = int(row["epoch"]) + 1
-            if epoch % self.every == 0 or epoch == trainer.max_epochs:
-                values = {k: round(v, 3) for k, v in row.items() if k != "epoch"}
-                log.info("epoch %d/%d %s", epoch, trainer.max_epochs, values)
-        self.n_logged = len(rows)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, plan: pl.LightningModule) -> None:
-        self._log_new_rows(trainer, plan)
-
-    def on_train_end(self, trainer: pl.Trainer, plan: pl.LightningModule) -> None:
-        self._log_new_rows(trainer, plan)
 
 
 def build_totalvi(adata: ad.AnnData, architecture: dict[str, Any], batch_key: str,
@@ -84,7 +59,7 @@ def train_totalvi(model: TOTALVI, training: dict[str, Any], seed: int, accelerat
         seed=seed,
         accelerator=accelerator,
         enable_progress_bar=False,
-        callbacks=[EpochLog(every=max(1, training["max_epochs"] // 10))],
+        callbacks=[EpochLog(log, every=max(1, training["max_epochs"] // 10))],
     )
     history = model.history
     log.info("trained %d epochs; last train ELBO %.2f", len(history),
