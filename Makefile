@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup workflow test lint clean
+.PHONY: setup workflow test lint clean peer-env benchmark
 
 setup: $(STAMP)
 
@@ -24,6 +24,22 @@ workflow: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The scvi-tools 1.4.2 environment, only for the throughput benchmark's comparison
+# (scprob never imports it), and that benchmark run against it.
+PEER       := .venv-peer
+PEER_STAMP := $(PEER)/.installed
+
+peer-env: $(PEER_STAMP)
+
+$(PEER_STAMP): envs/scvi-tools.lock
+	test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/python -m pip install --quiet --disable-pip-version-check -r envs/scvi-tools.lock
+	touch $(PEER_STAMP)
+
+benchmark: $(STAMP) $(PEER_STAMP)
+	$(BIN)/snakemake results/benchmarks/throughput.json --cores $(CORES) \
+		--forcerun benchmark_throughput --configfile config/peer.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests workflow/scripts

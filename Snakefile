@@ -25,6 +25,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/covariates.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/scarches.smk"
+include: "workflow/rules/benchmarks.smk"
 
 
 rule all:
@@ -32,4 +33,5 @@ rule all:
         covariates_targets(),
         scaling_targets(),
         scarches_targets(),
+        benchmark_targets(),
     default_target: True

@@ -138,3 +138,23 @@ def test_cuda_training_matches_cpu_shapes(counts_adata) -> None:
     model.train(max_epochs=2, accelerator="gpu", enable_progress_bar=False)
     assert model.device.type == "cuda"
     assert model.get_latent_representation().shape == (300, 10)
+
+
+def test_every_fit_trains_in_training_mode(counts_adata) -> None:
+    """A second fit after a query (which leaves the module in eval mode) still trains with
+    dropout and batch-norm updates: every training step sees ``module.training``."""
+    model = _trained(counts_adata)
+    model.get_latent_representation()
+    assert not model.module.training
+    modes: list[bool] = []
+    loss = model.module.loss
+
+    def spy(batch, kl_weight: float = 1.0):
+        if torch.is_grad_enabled():  # a training step, not the validation pass
+            modes.append(model.module.training)
+        return loss(batch, kl_weight)
+
+    model.module.loss = spy
+    model.train(max_epochs=2, enable_progress_bar=False)
+    assert modes and all(modes)
+    assert not model.module.training  # queries after training read the eval-mode network

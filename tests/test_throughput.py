@@ -4,12 +4,17 @@ writes what it promises (no timing assertions)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+import yaml
 from scipy import special
 
 import scprob.nn.distributions as D
@@ -288,7 +293,8 @@ def test_benchmark_settings_and_peer_are_checked(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"accelerators must be 'cpu' and/or 'gpu', got \['tpu'\]"):
         ThroughputSettings(accelerators=["cpu", "tpu"])
     with pytest.raises(ValueError, match=r"the peer interpreter .* does not exist: create the "
-                                         "scvi-tools environment from envs/scvi-tools.lock"):
+                                         r"scvi-tools environment from envs/scvi-tools.lock "
+                                         r"\(`make peer-env`"):
         time_peer(tmp_path / "missing" / "python", "peer.py", tmp_path / "c.h5ad",
                   tmp_path / "s.npz", 128, 1)
 
@@ -300,3 +306,75 @@ def test_large_input_stand_in_is_sparse_with_all_covariates() -> None:
     assert adata.X.data.min() >= 2 and float(adata.X.data.max()) == int(adata.X.data.max())
     assert adata.obs["cell_source"].nunique() == 4 and adata.obs["donor"].nunique() == 14
     assert {"percent_mito", "percent_ribo", "cont_cov_8"} <= set(adata.obs.columns)
+
+
+# the rule -----------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+THROUGHPUT_TARGETS = [f"results/benchmarks/throughput.{ext}" for ext in ("json", "csv", "png",
+                                                                          "pdf")]
+
+
+def _run_rule(workdir: Path, *configfiles: Path, targets: list[str] = THROUGHPUT_TARGETS
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), *targets,
+         "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+         "--configfile", *map(str, configfiles)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )
+
+
+@pytest.mark.workflow
+def test_throughput_rule_on_the_test_config(tmp_path) -> None:
+    pytest.importorskip("snakemake")
+    run = _run_rule(tmp_path, REPO / "config" / "test.yaml")
+    assert run.returncode == 0, run.stdout[-5000:]
+    settings = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    settings = settings["benchmarks"]["throughput"]
+    document = json.loads((tmp_path / THROUGHPUT_TARGETS[0]).read_text())
+    assert document["settings"]["n_cells"] == settings["n_cells"]
+    assert document["settings"]["threads"] == settings["threads"]
+    assert [c["batch_size"] for c in document["comparisons"]] == settings["batch_sizes"]
+    assert all(c["scvi_tools"] is None for c in document["comparisons"])
+    table = pd.read_csv(tmp_path / THROUGHPUT_TARGETS[1])
+    assert list(table["batch_size"]) == settings["batch_sizes"]
+    assert (table["cells_per_s"] > 0).all()
+    assert (tmp_path / THROUGHPUT_TARGETS[2]).read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / THROUGHPUT_TARGETS[3]).read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "logs/benchmarks/benchmark_throughput.log").is_file()
+    assert (tmp_path / "results/benchmarks/benchmark_throughput.tsv").is_file()
+
+
+@pytest.mark.workflow
+def test_throughput_rule_with_a_missing_peer_fails_naming_the_fix(tmp_path) -> None:
+    pytest.importorskip("snakemake")
+    overlay = tmp_path / "peer.yaml"
+    overlay.write_text("benchmarks:\n  throughput:\n    peer: true\n"
+                       "    peer_python: no-such-env/bin/python\n")
+    run = _run_rule(tmp_path, REPO / "config" / "test.yaml", overlay)
+    assert run.returncode != 0
+    log = (tmp_path / "logs/benchmarks/benchmark_throughput.log").read_text()
+    assert "no-such-env/bin/python does not exist" in log and "make peer-env" in log
+    assert not (tmp_path / "results/benchmarks/throughput.json").exists()
+
+
+@pytest.mark.workflow
+def test_sparse_memory_rule_records_the_peak_and_the_claim(tmp_path) -> None:
+    pytest.importorskip("snakemake")
+    target = "results/benchmarks/sparse_training_memory.json"
+    run = _run_rule(tmp_path, REPO / "config" / "test.yaml", targets=[target])
+    assert run.returncode == 0, run.stdout[-5000:]
+    settings = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    settings = settings["benchmarks"]["sparse_memory"]
+    document = json.loads((tmp_path / target).read_text())
+    assert (document["n_cells"], document["n_genes"]) == (settings["n_cells"],
+                                                          settings["n_genes"])
+    assert document["nonzero_fraction"] == pytest.approx(settings["density"], rel=0.1)
+    # The paper's training fraction: 10 % of the cells validate below 200,000 cells.
+    assert document["n_validation_cells"] == settings["n_cells"] // 10
+    phases = document["peak_rss_bytes"]
+    assert set(phases) == {"building_data", "setup_anndata_and_model", "training"}
+    assert document["peak_rss_bytes_max"] == max(phases.values()) > document["csr_bytes"]
+    assert document["within_limit"] is (document["peak_rss_gib"] <= settings["max_peak_rss_gib"])
+    assert (tmp_path / "logs/benchmarks/benchmark_sparse_memory.log").is_file()
+

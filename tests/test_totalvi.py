@@ -194,6 +194,60 @@ def test_bad_arguments() -> None:
         TOTALVI(adata, gene_likelihood="poisson")
 
 
+def test_centred_protein_input_ignores_a_background_shift_matched_by_the_prior() -> None:
+    """The encoder reads log(1 + y) − c_b: a batch whose every protein sits δ higher on the
+    log scale, with its prior mean δ higher, gives the same latent; uncentred it does not."""
+    adata = make_cite_seq_adata(unmeasured={})
+    for center in (True, False):
+        module = _trained(adata, trained=False, encode_covariates=False,
+                          center_protein_input=center).module.eval()
+        n, delta = 6, 0.7
+        x = torch.poisson(torch.full((n, 50), 3.0)) + 1.0
+        y = torch.poisson(torch.full((n, 8), 20.0))
+        shifted = torch.expm1(torch.log1p(y) + delta)  # log(1 + y') = log(1 + y) + δ
+        with torch.no_grad():
+            table = module.background_prior_mean.category_tables[0]
+            table[1] = table[0] + delta
+        cat = torch.zeros(n, 1, dtype=torch.long)
+        cont = torch.zeros(n, 0)
+        with torch.no_grad():
+            z_batch_0 = module.inference(x, y, cat, cont)["qz_mean"]
+            z_batch_1 = module.inference(x, shifted, cat + 1, cont)["qz_mean"]
+        assert torch.allclose(z_batch_0, z_batch_1, atol=1e-5) == center
+
+
+def test_protein_panel_dropout_hides_random_panels_from_the_encoder_only_in_training() -> None:
+    adata = make_cite_seq_adata(n_cells=600, unmeasured={})
+    model = _trained(adata, trained=False, protein_panel_dropout=1.0)
+    module = model.module
+    torch.manual_seed(0)
+    shown = module.random_panels(4000)
+    kept_per_cell = shown.float().mean(dim=1)
+    # Every cell hides a share drawn uniformly: mean 1/2, the whole range covered.
+    assert abs(kept_per_cell.mean().item() - 0.5) < 0.02
+    assert kept_per_cell.min() < 0.05 and kept_per_cell.max() > 0.95
+    module.protein_panel_dropout = 0.25
+    whole_panel = module.random_panels(4000).all(dim=1).float().mean().item()
+    assert 0.72 < whole_panel < 0.80  # 75 % of the cells see everything (plus lucky draws)
+
+    # Training mode only: the latent and the ELBO read every measured protein.
+    reference = _trained(adata, trained=False, protein_panel_dropout=0.0)
+    module.load_state_dict(reference.module.state_dict())
+    np.testing.assert_array_equal(model.get_latent_representation(),
+                                  reference.get_latent_representation())
+    assert model.get_elbo() == reference.get_elbo()
+    batch = model.cell_data().rows(np.arange(64))
+    module.train()
+    torch.manual_seed(1)
+    z_train_a = module.inference(batch["x"], batch["protein"], batch["cat"], batch["cont"])
+    torch.manual_seed(2)
+    z_train_b = module.inference(batch["x"], batch["protein"], batch["cat"], batch["cont"])
+    assert not torch.equal(z_train_a["qz_mean"], z_train_b["qz_mean"])
+    with pytest.raises(ValueError, match=r"protein_panel_dropout is the share of training "
+                                         r"cells .* give a number in \[0, 1\], got 1.5"):
+        TOTALVI(adata, protein_panel_dropout=1.5)
+
+
 # ----------------------------------------------------------------------------- scArches
 
 
@@ -259,7 +313,7 @@ def test_query_masked_proteins_are_never_trained_as_zeros() -> None:
 
 
 def test_query_model_save_load(tmp_path) -> None:
-    model = _trained(make_cite_seq_adata())
+    model = _trained(make_cite_seq_adata(), protein_panel_dropout=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         query_model = TOTALVI.load_query_data(_query(n_proteins_kept=5), model)
@@ -270,6 +324,10 @@ def test_query_model_save_load(tmp_path) -> None:
                                   query_model.get_latent_representation())
     assert n_trainable_parameters(loaded.module) == n_trainable_parameters(query_model.module)
     pd.testing.assert_frame_equal(loaded.protein_observed, query_model.protein_observed)
+    # Random panels train the reference's encoder; the query (and its reload) reads all.
+    assert model.module.protein_panel_dropout == 0.5
+    assert query_model.init_params["protein_panel_dropout"] == 0.0
+    assert loaded.module.protein_panel_dropout == 0.0
 
 
 def test_protein_panel_errors() -> None:

@@ -202,3 +202,12 @@ def scarches_targets():
             ext=["png", "pdf"],
         ),
     ]
+
+
+def benchmark_targets():
+    """The model-core benchmarks: SCVI training throughput (JSON, CSV, bar chart) and peak
+    memory of training on a large sparse input (JSON)."""
+    return [
+        *expand("results/benchmarks/throughput.{ext}", ext=["json", "csv", "png", "pdf"]),
+        "results/benchmarks/sparse_training_memory.json",
+    ]

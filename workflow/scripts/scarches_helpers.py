@@ -33,7 +33,8 @@ LATENT_KEY = "X_latent"
 # Constructor arguments of TOTALVI that the config's totalvi block sets.
 ARCHITECTURE_KEYS = ("n_latent", "n_hidden", "n_layers_encoder", "n_layers_decoder",
                      "dropout_rate", "gene_likelihood", "encode_covariates",
-                     "use_batch_norm", "use_layer_norm")
+                     "use_batch_norm", "use_layer_norm", "center_protein_input",
+                     "protein_panel_dropout")
 
 
 def build_totalvi(adata: ad.AnnData, architecture: dict[str, Any], batch_key: str,

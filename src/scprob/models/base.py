@@ -43,6 +43,8 @@ class BaseModel:
     """A trained or trainable model: ``module`` + ``registry`` + the AnnData it reads."""
 
     module_class: ClassVar[type[nn.Module]]
+    # Constructor arguments that scArches surgery overrides for the query model.
+    query_init_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, adata: AnnData, seed: int = 0, **module_kwargs: Any) -> None:
         self.registry: Registry = get_registry(adata, type(self).__name__)
@@ -135,6 +137,10 @@ class BaseModel:
             limit_train_batches=limit_train_batches,
             **trainer_kwargs,
         )
+        # Lightning keeps the module's mode: after a query (eval mode) a second fit, or a
+        # query model (built in eval mode), would train without dropout or batch-norm
+        # updates. Surgery's frozen batch norms stay in eval mode whatever is asked.
+        self.module.train()
         trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=validation_loader)
         self.module.eval()
         self.history = plan.history

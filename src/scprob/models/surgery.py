@@ -407,6 +407,9 @@ def build_query_model(
     if freeze_dropout and "dropout_rate" in init_params:
         # Recorded in init_params, so a saved query model is rebuilt without dropout too.
         init_params["dropout_rate"] = 0.0
+    # Training-time settings that only the reference needs (recorded the same way).
+    init_params.update({k: v for k, v in model_class.query_init_params.items()
+                        if k in init_params})
     query_model = model_class(aligned, seed=reference_model.seed, **init_params)
 
     module = query_model.module
