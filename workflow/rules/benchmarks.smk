@@ -41,7 +41,8 @@ rule benchmark_sparse_memory:
         json="results/benchmarks/sparse_training_memory.json",
     params:
         settings={**config["benchmarks"]["sparse_memory"], "seed": config["seed"]},
-    threads: workflow.cores
+    # Memory, not time, is measured: the job may run beside others.
+    threads: 1
     log:
         "logs/benchmarks/benchmark_sparse_memory.log",
     benchmark:
