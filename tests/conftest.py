@@ -1,7 +1,10 @@
-"""Shared fixtures: small count matrices with known structure."""
+"""Shared fixtures: small count matrices with known structure, and running the workflow."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -12,6 +15,20 @@ import scipy.sparse as sp
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+TEST_CONFIG = REPO / "config" / "test.yaml"
+
+
+def run_snakemake(workdir: Path, *args: str, configfiles: Sequence[Path] = (TEST_CONFIG,)
+                  ) -> subprocess.CompletedProcess[str]:
+    """Run the repository's Snakefile in ``workdir`` on 2 cores; ``args`` are targets and
+    flags. The config files come last (``--configfile`` takes every argument after it)."""
+    return subprocess.run(
+        [str(SNAKEMAKE), *args, "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(workdir), "--cores", "2",
+         "--configfile", *map(str, configfiles)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )
 
 
 def make_counts_adata(

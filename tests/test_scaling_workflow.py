@@ -20,11 +20,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import REPO, TEST_CONFIG, run_snakemake
+
 pytest.importorskip("snakemake")
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-TEST_CONFIG = REPO / "config" / "test.yaml"
 SCALING = yaml.safe_load(TEST_CONFIG.read_text())["scaling"]
 METHODS = ["scvi", "regress", "regress_bbknn", "regress_harmony"]
 DISPLAY_NAMES = ["scVI", "regress", "regress-bbknn", "regress-harmony"]
@@ -38,13 +37,8 @@ N_CONTINUOUS, N_SOURCE_DONOR_PAIRS = 10, 28
 
 def snakemake(workdir: Path, *args: str, configfile: Path = TEST_CONFIG
               ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SNAKEMAKE), *TARGETS, "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(workdir), "--cores", "2",
-         "--set-threads", "time_scvi=1", "time_baseline=1", *args,
-         "--configfile", str(configfile)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-    )
+    return run_snakemake(workdir, *TARGETS, "--set-threads", "time_scvi=1", "time_baseline=1",
+                         *args, configfiles=[configfile])
 
 
 @pytest.fixture(scope="module")

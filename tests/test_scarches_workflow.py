@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import run_snakemake
+
 pytest.importorskip("snakemake")
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-TEST_CONFIG = REPO / "config" / "test.yaml"
 RESULTS = "results/scarches"
 TABLES = [
     "label_transfer_scores", "confusion_scarches", "confusion_de_novo", "agreement",
@@ -40,12 +38,7 @@ REFERENCE_EPOCHS, QUERY_EPOCHS = 5, 3
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SNAKEMAKE), *TARGETS, "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(workdir), "--cores", "2", *args,
-         "--configfile", str(TEST_CONFIG)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-    )
+    return run_snakemake(workdir, *TARGETS, *args)
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,7 @@ writes what it promises (no timing assertions)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,7 +26,7 @@ from scprob.bench.throughput import (
 from scprob.data.loader import CellData, DeviceCSR, MinibatchLoader
 from scprob.models import SCVI
 from scprob.train import TrainingPlan
-from tests.conftest import make_counts_adata
+from tests.conftest import TEST_CONFIG, make_counts_adata, run_snakemake
 
 
 def _inputs(theta_per_cell: bool, dtype: torch.dtype = torch.float64, seed: int = 0):
@@ -309,27 +306,16 @@ def test_large_input_stand_in_is_sparse_with_all_covariates() -> None:
 
 
 # the rule -----------------------------------------------------------------------------------
-REPO = Path(__file__).resolve().parents[1]
 THROUGHPUT_TARGETS = [f"results/benchmarks/throughput.{ext}" for ext in ("json", "csv", "png",
                                                                           "pdf")]
-
-
-def _run_rule(workdir: Path, *configfiles: Path, targets: list[str] = THROUGHPUT_TARGETS
-              ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), *targets,
-         "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-         "--configfile", *map(str, configfiles)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-    )
 
 
 @pytest.mark.workflow
 def test_throughput_rule_on_the_test_config(tmp_path) -> None:
     pytest.importorskip("snakemake")
-    run = _run_rule(tmp_path, REPO / "config" / "test.yaml")
+    run = run_snakemake(tmp_path, *THROUGHPUT_TARGETS)
     assert run.returncode == 0, run.stdout[-5000:]
-    settings = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    settings = yaml.safe_load(TEST_CONFIG.read_text())
     settings = settings["benchmarks"]["throughput"]
     document = json.loads((tmp_path / THROUGHPUT_TARGETS[0]).read_text())
     assert document["settings"]["n_cells"] == settings["n_cells"]
@@ -351,7 +337,7 @@ def test_throughput_rule_with_a_missing_peer_fails_naming_the_fix(tmp_path) -> N
     overlay = tmp_path / "peer.yaml"
     overlay.write_text("benchmarks:\n  throughput:\n    peer: true\n"
                        "    peer_python: no-such-env/bin/python\n")
-    run = _run_rule(tmp_path, REPO / "config" / "test.yaml", overlay)
+    run = run_snakemake(tmp_path, *THROUGHPUT_TARGETS, configfiles=[TEST_CONFIG, overlay])
     assert run.returncode != 0
     log = (tmp_path / "logs/benchmarks/benchmark_throughput.log").read_text()
     assert "no-such-env/bin/python does not exist" in log and "make peer-env" in log
@@ -362,9 +348,9 @@ def test_throughput_rule_with_a_missing_peer_fails_naming_the_fix(tmp_path) -> N
 def test_sparse_memory_rule_records_the_peak_and_the_claim(tmp_path) -> None:
     pytest.importorskip("snakemake")
     target = "results/benchmarks/sparse_training_memory.json"
-    run = _run_rule(tmp_path, REPO / "config" / "test.yaml", targets=[target])
+    run = run_snakemake(tmp_path, target)
     assert run.returncode == 0, run.stdout[-5000:]
-    settings = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    settings = yaml.safe_load(TEST_CONFIG.read_text())
     settings = settings["benchmarks"]["sparse_memory"]
     document = json.loads((tmp_path / target).read_text())
     assert (document["n_cells"], document["n_genes"]) == (settings["n_cells"],

@@ -9,18 +9,16 @@ from __future__ import annotations
 import importlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import REPO, SNAKEMAKE, run_snakemake
+
 pytest.importorskip("snakemake")
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-TEST_CONFIG = REPO / "config" / "test.yaml"
 METHODS = ["scvi", "scvi_cc", "regress_bbknn", "regress_harmony"]
 DISPLAY_NAMES = ["scVI", "scVI-cc", "regress-bbknn", "regress-harmony"]
 N_MARKERS, N_NUISANCE = 31, 55
@@ -35,11 +33,7 @@ RESULTS = "results/covariates"
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--cores", "2", *args, "--configfile", str(TEST_CONFIG)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-    )
+    return run_snakemake(workdir, *args)
 
 
 @pytest.fixture(scope="module")
