@@ -165,6 +165,11 @@ def test_mapping_the_query_leaves_the_reference_latents_unchanged(workdir: Path)
     timing = json.loads((workdir / "timings" / "query.json").read_text())
     assert timing["reference_latent_max_abs_change"] == 0.0
     assert 0 < timing["n_trainable_parameters"] < timing["n_parameters"]
+    # The latents are refined (config/test.yaml: 2 steps) and the query step's time
+    # counts its refinement, as de novo's counts its own.
+    for stage in ("query", "de_novo"):
+        record = json.loads((workdir / "timings" / f"{stage}.json").read_text())
+        assert "refine" in record["fit_sections"] and "refine" in record["sections"]
     reference = ad.read_h5ad(workdir / "data" / "reference_latent.h5ad")
     joint = ad.read_h5ad(workdir / "data" / "scarches_latent.h5ad")
     assert joint.n_obs == N_REFERENCE + N_QUERY

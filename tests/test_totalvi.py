@@ -98,6 +98,39 @@ def test_same_seed_same_latent() -> None:
     assert not np.allclose(latents[0], latents[2])
 
 
+def test_refined_latent_raises_each_cells_elbo_and_moves_no_weight() -> None:
+    """Per-cell refinement starts at the encoder's posterior and climbs the ELBO: averaged
+    over many posterior samples the refined posterior's ELBO is higher; the module's
+    weights are untouched; the same seed gives the same refined means."""
+    adata = make_cite_seq_adata()
+    model = _trained(adata)
+    weights = {k: v.clone() for k, v in model.module.state_dict().items()}
+    refined = model.get_latent_representation(refine_steps=30)
+    assert refined.shape == (240, 4)
+    np.testing.assert_array_equal(refined, model.get_latent_representation(refine_steps=30))
+    np.testing.assert_array_equal(model.get_latent_representation(refine_steps=0),
+                                  model.get_latent_representation())
+    assert not np.allclose(refined, model.get_latent_representation())
+    for name, value in model.module.state_dict().items():
+        torch.testing.assert_close(value, weights[name], rtol=0, atol=0)
+
+    batch = next(model.batches(batch_size=240))
+    module = model.module
+    torch.manual_seed(0)
+    with torch.no_grad():
+        q = module.inference(batch["x"], batch["protein"], batch["cat"], batch["cont"])
+        r = module.refine_latent(batch, n_steps=30)
+
+        def mean_negative_elbo(posterior: dict[str, torch.Tensor]) -> float:
+            draws = [module.negative_elbo_of(batch, posterior["qz_mean"], posterior["qz_var"])
+                     for _ in range(50)]
+            return float(torch.stack(draws).mean())
+
+        assert mean_negative_elbo(r) < mean_negative_elbo(q)
+    with pytest.raises(ValueError, match="refine_steps must be ≥ 0, got -1"):
+        model.get_latent_representation(refine_steps=-1)
+
+
 def test_observation_mask_marks_the_unmeasured_proteins() -> None:
     adata = make_cite_seq_adata(unmeasured={"b2": [5], "b3": [0, 1, 2]})
     TOTALVI.setup_anndata(adata, layer="counts", batch_key="batch")
@@ -328,6 +361,10 @@ def test_query_model_save_load(tmp_path) -> None:
     assert model.module.protein_panel_dropout == 0.5
     assert query_model.init_params["protein_panel_dropout"] == 0.0
     assert loaded.module.protein_panel_dropout == 0.0
+    # The raw query (5 proteins) is not what the model reads: a clear error, not a crash.
+    with pytest.raises(ValueError, match=r"differ from the model's panel \(8 proteins\): 3 "
+                                         r"of its proteins are missing, 0 unexpected\. A query"):
+        TOTALVI.load(tmp_path / "query", adata=_query(n_proteins_kept=5))
 
 
 def test_protein_panel_errors() -> None:

@@ -23,6 +23,17 @@ falling back to eager torch if no compiler works; see
 ``scprob.nn.distributions.use_compiled_likelihood``); ``False`` keeps eager torch; the
 default ``"auto"`` compiles when the fit is long enough to repay the compilation
 (``AUTO_COMPILE_ENTRIES``).
+
+Batch adversary (``adversarial_classifier=True``; the totalVI paper's training when some
+batches lack proteins). A small classifier ``BatchAdversary`` learns to predict each cell's
+batch from its latent sample ``z``; the module is trained, besides the ELBO, to make that
+prediction wrong: its loss gains ``κ`` times the cross-entropy of the classifier's output
+against a target spread evenly over the *other* batches. The two are updated in turn,
+each step (the module first, then the classifier on ``z`` detached). A latent space from
+which the batch cannot be read is one where an encoder has not kept donor- or
+panel-specific signal, which is what lets a frozen encoder read new donors (scArches).
+``scale_adversarial_loss``: ``κ``, a number, or ``"auto"`` for ``1 − kl_weight``, strong
+while the KL term warms up and fading with it.
 """
 
 from __future__ import annotations
@@ -35,8 +46,9 @@ from typing import Any, Protocol
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from pytorch_lightning.callbacks import EarlyStopping
-from torch import Tensor
+from torch import Tensor, nn
 
 from scprob.data.loader import Batch, CellData, MinibatchLoader
 from scprob.nn import distributions
@@ -48,6 +60,7 @@ class LossOutput:
     elbo: Tensor  # (batch_size,) per-cell ELBO, constants included
     reconstruction: Tensor  # (batch_size,) per-cell log-likelihood, constants included
     kl: Tensor  # (batch_size,) per-cell KL divergence
+    latent: Tensor | None = None  # (batch_size, n_latent) the sample of z the loss used
 
 
 class TrainableModule(Protocol):
@@ -63,6 +76,8 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "min_kl_weight": 0.0,
     "max_kl_weight": 1.0,
     "compile": "auto",
+    "adversarial_classifier": False,
+    "scale_adversarial_loss": "auto",
 }
 
 # "auto" compiles the likelihood kernel when a fit evaluates at least this many matrix
@@ -74,6 +89,34 @@ PLAN_DEFAULTS: dict[str, Any] = {
 AUTO_COMPILE_ENTRIES = 2e9
 
 
+class BatchAdversary(nn.Module):
+    """``p(batch | z)``: logits ``(n, n_batch)`` from latent samples ``(n, n_latent)``, two
+    hidden layers of 32 units."""
+
+    def __init__(self, n_latent: int, n_batch: int, n_hidden: int = 32) -> None:
+        super().__init__()
+        self.network = nn.Sequential(
+            nn.Linear(n_latent, n_hidden), nn.ReLU(),
+            nn.Linear(n_hidden, n_hidden), nn.ReLU(),
+            nn.Linear(n_hidden, n_batch),
+        )
+        self.n_batch = n_batch
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.network(z)
+
+    def classification_loss(self, z: Tensor, batch: Tensor) -> Tensor:
+        """Mean cross-entropy of the true batches ``(n,)``: what the classifier minimises."""
+        return F.cross_entropy(self(z), batch)
+
+    def fooling_loss(self, z: Tensor, batch: Tensor) -> Tensor:
+        """Mean cross-entropy against a target uniform over each cell's *other* batches:
+        what the encoder minimises to hide the batch."""
+        log_p = F.log_softmax(self(z), dim=-1)
+        others = 1.0 - F.one_hot(batch, self.n_batch).to(log_p.dtype)
+        return -(log_p * others).sum(-1).mean() / (self.n_batch - 1)
+
+
 class TrainingPlan(pl.LightningModule):
     """ELBO training with KL warm-up and Adam on the trainable parameters only.
 
@@ -81,7 +124,14 @@ class TrainingPlan(pl.LightningModule):
     the optimizer at all, so neither Adam's moments nor its weight decay touch them.
     """
 
-    def __init__(self, module: torch.nn.Module, **plan_kwargs: Any) -> None:
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        n_batch: int = 1,
+        n_latent: int | None = None,
+        **plan_kwargs: Any,
+    ) -> None:
+        """``n_batch`` and ``n_latent`` size the batch adversary, if one is asked for."""
         super().__init__()
         unknown = sorted(set(plan_kwargs) - set(PLAN_DEFAULTS))
         if unknown:
@@ -95,6 +145,17 @@ class TrainingPlan(pl.LightningModule):
             )
         self.module = module
         self.settings = {**PLAN_DEFAULTS, **plan_kwargs}
+        scale = self.settings["scale_adversarial_loss"]
+        if scale != "auto" and (isinstance(scale, bool) or not isinstance(scale, int | float)
+                                or scale < 0):
+            raise ValueError("plan_kwargs['scale_adversarial_loss'] must be 'auto' or a "
+                             f"number ≥ 0, got {scale!r}.")
+        # One batch leaves nothing to hide.
+        self.adversary: BatchAdversary | None = None
+        if self.settings["adversarial_classifier"] and n_batch > 1:
+            if n_latent is None:
+                raise ValueError("the batch adversary needs n_latent.")
+            self.adversary = BatchAdversary(n_latent, n_batch)
         self.history_rows: list[dict[str, float]] = []
         self._sums: dict[str, Tensor] = {}
         self.automatic_optimization = False
@@ -132,12 +193,35 @@ class TrainingPlan(pl.LightningModule):
         return {f"{name}_{prefix}": value / n
                 for name, value in zip(("elbo", "reconstruction", "kl"), values, strict=True)}
 
+    @property
+    def adversarial_weight(self) -> float:
+        """``κ``: the weight of the batch adversary's terms (0 without an adversary)."""
+        if self.adversary is None:
+            return 0.0
+        scale = self.settings["scale_adversarial_loss"]
+        return 1.0 - self.kl_weight if scale == "auto" else float(scale)
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        optimizer = self.optimizers()
+        optimizers = self.optimizers()
+        module_optimizer = optimizers[0] if isinstance(optimizers, list) else optimizers
         out = self.module.loss(batch, kl_weight=self.kl_weight)
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(out.loss)
-        optimizer.step()
+        kappa = self.adversarial_weight
+        loss = out.loss
+        if kappa > 0:
+            if out.latent is None:
+                raise ValueError(f"{type(self.module).__name__}.loss returns no latent "
+                                 "sample, which the batch adversary needs.")
+            batch_codes = batch["cat"][:, 0]
+            loss = loss + kappa * self.adversary.fooling_loss(out.latent, batch_codes)
+        module_optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        module_optimizer.step()
+        if kappa > 0:
+            adversary_optimizer = optimizers[1]
+            adversary_optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(kappa * self.adversary.classification_loss(
+                out.latent.detach(), batch_codes))
+            adversary_optimizer.step()
         self._accumulate("train", out)
         return out.loss.detach()
 
@@ -160,20 +244,23 @@ class TrainingPlan(pl.LightningModule):
         if "elbo_train" in row:
             self.log("elbo_train", row["elbo_train"], prog_bar=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        trainable = [p for p in self.module.parameters() if p.requires_grad]
+    def _adam(self, parameters: list[Tensor], lr: float) -> torch.optim.Optimizer:
         # The fused kernel updates every parameter in one pass; it exists for these devices.
-        fused = bool(trainable) and all(
+        fused = bool(parameters) and all(
             p.device.type in ("cpu", "cuda", "mps", "xpu") and p.dtype.is_floating_point
-            for p in trainable
+            for p in parameters
         )
-        return torch.optim.Adam(
-            trainable,
-            lr=self.settings["lr"],
-            eps=self.settings["eps"],
-            weight_decay=self.settings["weight_decay"],
-            fused=fused or None,
-        )
+        return torch.optim.Adam(parameters, lr=lr, eps=self.settings["eps"],
+                                weight_decay=self.settings["weight_decay"],
+                                fused=fused or None)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
+        module_optimizer = self._adam(trainable, self.settings["lr"])
+        if self.adversary is None:
+            return module_optimizer
+        # The adversary learns at Adam's usual rate, whatever the module's.
+        return [module_optimizer, self._adam(list(self.adversary.parameters()), 1e-3)]
 
     # where the work happens ---------------------------------------------------------------
     def on_train_start(self) -> None:

@@ -54,6 +54,8 @@ rule integrate_scvi:
         batch_key=config["covariates"]["batch_key"],
         n_neighbors=config["covariates"]["n_neighbors"],
     threads: config["covariates"]["threads"]
+    # Long single-thread fits start early (see train_totalvi_scarches).
+    priority: 10
     log:
         "logs/covariates/integrate_{method}.log",
     benchmark:

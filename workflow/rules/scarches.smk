@@ -38,9 +38,13 @@ rule train_totalvi_scarches:
         # de novo totalVI keeps every setting of the reference (paper Methods).
         training=config["scarches"]["reference_training"],
         batch_key=config["scarches"]["batch_key"],
+        refine_steps=config["scarches"]["refine_steps"],
         seed=config["seed"],
         accelerator=config["scarches"]["accelerator"],
     threads: config["scarches"]["threads"]
+    # The longest single-thread jobs of the run start first, so that no core idles at
+    # its end waiting for them (the timed scaling jobs need every core).
+    priority: 20
     log:
         "logs/scarches/train_totalvi_{fit}.log",
     benchmark:
@@ -66,6 +70,7 @@ rule map_query_scarches:
         training=config["scarches"]["query_training"],
         freeze_dropout=config["scarches"]["freeze_dropout"],
         min_gene_overlap=config["scarches"]["min_gene_overlap"],
+        refine_steps=config["scarches"]["refine_steps"],
         seed=config["seed"],
         accelerator=config["scarches"]["accelerator"],
     threads: config["scarches"]["threads"]

@@ -9,7 +9,8 @@ comparison with the paper's numbers, and the check of the study's claims.
 - ``rare_subsets.csv`` (Fig. 3f,g): per donor and subset, the frequency among the donor's
   query cells under the scArches labels, the de novo labels and the truth.
 - ``runtime.csv`` (Supp. Fig. 3h): per stage, the timed fit (building + training the
-  model), its CPU time, and the whole job's wall and CPU time from Snakemake's benchmark.
+  model, reading its latents), its CPU time, and the whole job's wall and CPU time from
+  Snakemake's benchmark.
 - ``summary.csv``: our numbers next to the paper's.
 - ``claim_check.csv``: scArches labels the query about as accurately as de novo (within
   ``accuracy_tolerance``), its query step is at least ``min_speedup`` times faster than
@@ -140,12 +141,12 @@ def check_claims(scores: pd.DataFrame, runtime: pd.DataFrame, reference_change: 
          "value": difference, "criterion": f"scarches - de_novo >= -{accuracy_tolerance}",
          "holds": bool(difference >= -accuracy_tolerance)},
         {"claim": f"the scArches query step is at least {min_speedup:g}x faster than de novo",
-         "quantity": "fit seconds (build + train the model)",
+         "quantity": "fit seconds (build + train the model, read its latents)",
          "scarches": fit["query"], "de_novo": fit["de_novo"],
          "value": speedup, "criterion": f"de_novo / scarches >= {min_speedup:g}",
          "holds": bool(speedup >= min_speedup)},
         {"claim": f"the scArches query step needs at least {min_speedup:g}x less CPU time",
-         "quantity": "fit CPU seconds (build + train the model)",
+         "quantity": "fit CPU seconds (build + train the model, read its latents)",
          "scarches": fit_cpu["query"], "de_novo": fit_cpu["de_novo"],
          "value": cpu_speedup, "criterion": f"de_novo / scarches >= {min_speedup:g}",
          "holds": bool(cpu_speedup >= min_speedup)},

@@ -9,9 +9,9 @@ alone (paper: 150 epochs, weight decay 0). The latents of reference *and* query 
 read from the query model; since the reference weights are frozen, the reference cells'
 latents must equal the reference model's, which this rule measures.
 
-Writes the query model, the latents of all cells, the history and the stage's timings:
-the surgery (alignment, growing the tables, the new batches' background prior) and the
-query training.
+Writes the query model, the latents of all cells (refined as the reference's were), the
+history and the stage's timings: the surgery (alignment, growing the tables, the new
+batches' background prior), the query training and reading the query's latents.
 """
 
 import logging
@@ -36,8 +36,8 @@ log = logging.getLogger(snakemake.rule)
 
 
 def main(input_paths: Any, training: dict[str, Any], freeze_dropout: bool,
-         min_gene_overlap: float, seed: int, accelerator: str, threads: int,
-         outputs: Any) -> None:
+         min_gene_overlap: float, refine_steps: int, seed: int, accelerator: str,
+         threads: int, outputs: Any) -> None:
     reference = ad.read_h5ad(input_paths.reference)
     query = ad.read_h5ad(input_paths.query)
     reference_model = TOTALVI.load(input_paths.model, adata=reference, accelerator=accelerator)
@@ -52,9 +52,11 @@ def main(input_paths: Any, training: dict[str, Any], freeze_dropout: bool,
              n_trainable, n_total, 100.0 * n_trainable / n_total, query.obs["batch"].nunique())
     with clock.section("train"):
         train_totalvi(model, training, seed, accelerator)
-    with clock.section("latent"):
-        query_latent = model.get_latent_representation()
-        reference_latent = model.get_latent_representation(adata=reference)
+    with clock.section("refine"):
+        query_latent = model.get_latent_representation(refine_steps=refine_steps)
+    with clock.section("latent"):  # for the check below, not part of the query step
+        reference_latent = model.get_latent_representation(adata=reference,
+                                                            refine_steps=refine_steps)
 
     # The reference's representation must not move when a query is mapped (scArches).
     before = read_latent(input_paths.reference_latent).obsm["X_latent"]
@@ -65,7 +67,8 @@ def main(input_paths: Any, training: dict[str, Any], freeze_dropout: bool,
     write_latent(outputs.latent, latent_obs(reference, query),
                  np.concatenate([reference_latent, query_latent]), model="scarches")
     write_csv(model.history.assign(stage="query"), outputs.history)
-    write_timing(outputs.timing, "query", clock, ("surgery", "train"), n_cells=query.n_obs,
+    write_timing(outputs.timing, "query", clock, ("surgery", "train", "refine"),
+                 n_cells=query.n_obs,
                  max_epochs=training["max_epochs"], epochs_run=len(model.history),
                  batch_size=training["batch_size"], threads=threads,
                  n_parameters=n_total, n_trainable_parameters=n_trainable,
@@ -79,6 +82,7 @@ with logged_to(snakemake.log[0]):
         training=dict(snakemake.params.training),
         freeze_dropout=snakemake.params.freeze_dropout,
         min_gene_overlap=snakemake.params.min_gene_overlap,
+        refine_steps=snakemake.params.refine_steps,
         seed=snakemake.params.seed,
         accelerator=snakemake.params.accelerator,
         threads=snakemake.threads,

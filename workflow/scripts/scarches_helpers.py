@@ -15,15 +15,15 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 from workflow_helpers import atomic_output
 
-from scprob.models import TOTALVI
-from scprob.train import EpochLog
+if TYPE_CHECKING:
+    from scprob.models import TOTALVI
 
 log = logging.getLogger("scarches")
 
@@ -40,6 +40,10 @@ ARCHITECTURE_KEYS = ("n_latent", "n_hidden", "n_layers_encoder", "n_layers_decod
 def build_totalvi(adata: ad.AnnData, architecture: dict[str, Any], batch_key: str,
                   seed: int) -> TOTALVI:
     """A fresh totalVI on the raw counts of ``adata`` with the study's architecture."""
+    # Imported here: the label-transfer and UMAP jobs read latents only, and importing the
+    # models (torch, Lightning) would cost each of them about 8 s.
+    from scprob.models import TOTALVI
+
     TOTALVI.setup_anndata(adata, protein_expression_obsm_key="protein_expression",
                           layer="counts", batch_key=batch_key)
     return TOTALVI(adata, seed=seed, **{k: architecture[k] for k in ARCHITECTURE_KEYS})
@@ -48,6 +52,8 @@ def build_totalvi(adata: ad.AnnData, architecture: dict[str, Any], batch_key: st
 def train_totalvi(model: TOTALVI, training: dict[str, Any], seed: int, accelerator: str
                   ) -> None:
     """Fit ``model`` with one stage's ``training`` block (reference, query or de novo)."""
+    from scprob.train import EpochLog
+
     model.train(
         max_epochs=training["max_epochs"],
         batch_size=training["batch_size"],
@@ -56,6 +62,7 @@ def train_totalvi(model: TOTALVI, training: dict[str, Any], seed: int, accelerat
             "lr": training["lr"],
             "weight_decay": training["weight_decay"],
             "n_epochs_kl_warmup": training["n_epochs_kl_warmup"],
+            "adversarial_classifier": training["adversarial_classifier"],
         },
         seed=seed,
         accelerator=accelerator,

@@ -6,8 +6,9 @@
   reference's settings; its reference cells' latents train the de novo label transfer.
 
 Writes the model, the latent means ``(n_cells, n_latent)`` of every cell it was fitted on
-(with the cells' truth in obs), the per-epoch history and the stage's timings: building
-the model (data stacking, registration, background prior) and training it.
+(refined by ``refine_steps`` of per-cell ELBO ascent; with the cells' truth in obs), the
+per-epoch history and the stage's timings: building the model (data stacking,
+registration, background prior), training it and reading the latents.
 """
 
 import logging
@@ -30,8 +31,8 @@ log = logging.getLogger(snakemake.rule)
 
 
 def main(fit: str, input_paths: Any, architecture: dict[str, Any],
-         training: dict[str, Any], batch_key: str, seed: int, accelerator: str,
-         threads: int, outputs: Any) -> None:
+         training: dict[str, Any], batch_key: str, refine_steps: int, seed: int,
+         accelerator: str, threads: int, outputs: Any) -> None:
     reference = ad.read_h5ad(input_paths.reference)
     query = ad.read_h5ad(input_paths.query) if fit == "de_novo" else None
 
@@ -45,13 +46,13 @@ def main(fit: str, input_paths: Any, architecture: dict[str, Any],
              adata.obs[batch_key].nunique())
     with clock.section("train"):
         train_totalvi(model, training, seed, accelerator)
-    with clock.section("latent"):
-        latent = model.get_latent_representation()
+    with clock.section("refine"):
+        latent = model.get_latent_representation(refine_steps=refine_steps)
 
     model.save(outputs.model, overwrite=True)
     write_latent(outputs.latent, latent_obs(adata), latent, model=fit)
     write_csv(model.history.assign(stage=fit), outputs.history)
-    write_timing(outputs.timing, fit, clock, ("setup", "train"), n_cells=adata.n_obs,
+    write_timing(outputs.timing, fit, clock, ("setup", "train", "refine"), n_cells=adata.n_obs,
                  max_epochs=training["max_epochs"], epochs_run=len(model.history),
                  batch_size=training["batch_size"], threads=threads)
 
@@ -64,6 +65,7 @@ with logged_to(snakemake.log[0]):
         architecture=dict(snakemake.params.architecture),
         training=dict(snakemake.params.training),
         batch_key=snakemake.params.batch_key,
+        refine_steps=snakemake.params.refine_steps,
         seed=snakemake.params.seed,
         accelerator=snakemake.params.accelerator,
         threads=snakemake.threads,

@@ -355,6 +355,35 @@ def check_genes_match(adata: AnnData, registry: Registry) -> None:
     )
 
 
+def check_proteins_match(adata: AnnData, registry: Registry) -> None:
+    """The protein panel of ``adata`` must be the registry's, in its order (a DataFrame
+    is checked by name, an array by its number of columns)."""
+    key = registry.protein_expression_obsm_key
+    if not registry.protein_names or key is None:
+        return
+    if key not in adata.obsm:
+        raise ValueError(f"this AnnData has no adata.obsm[{key!r}]: the model reads its "
+                         f"{len(registry.protein_names)} proteins from there.")
+    proteins = adata.obsm[key]
+    n_expected = len(registry.protein_names)
+    if isinstance(proteins, pd.DataFrame):
+        names = [str(c) for c in proteins.columns]
+        if names == registry.protein_names:
+            return
+        detail = (f"{len(set(registry.protein_names) - set(names))} of its proteins are "
+                  f"missing, {len(set(names) - set(registry.protein_names))} unexpected")
+    elif proteins.shape[1] == n_expected:
+        return
+    else:
+        detail = f"{proteins.shape[1]} columns"
+    raise ValueError(
+        f"the proteins in adata.obsm[{key!r}] differ from the model's panel ({n_expected} "
+        f"proteins): {detail}. A query mapped with load_query_data was aligned to the "
+        "reference's panel: pass model.adata, or align the data the same way with "
+        "scprob.models.surgery.align_query_anndata(adata, model.registry)."
+    )
+
+
 def category_codes(adata: AnnData, registry: Registry) -> np.ndarray:
     """Integer codes ``(n_cells, n_categorical)`` in the registry's category order."""
     codes = np.zeros((adata.n_obs, len(registry.categorical_columns)), dtype=np.int64)

@@ -29,6 +29,7 @@ from scprob.data.registry import (
     Registry,
     category_codes,
     check_genes_match,
+    check_proteins_match,
     extract_cell_data,
     get_registry,
 )
@@ -126,7 +127,8 @@ class BaseModel:
                 "early_stopping monitors the validation ELBO, but train_size=1.0 leaves no "
                 "validation cells: use train_size < 1 or early_stopping=False."
             )
-        plan = TrainingPlan(self.module, **(plan_kwargs or {}))
+        plan = TrainingPlan(self.module, n_batch=self.registry.n_batch,
+                            n_latent=self.init_params.get("n_latent"), **(plan_kwargs or {}))
         trainer = make_trainer(
             max_epochs=max_epochs,
             accelerator=accelerator,
@@ -259,5 +261,6 @@ class BaseModel:
 def transfer_registry(adata: AnnData, registry: Registry) -> None:
     """Set ``adata`` up with a saved ``registry``: same genes, same category codes."""
     check_genes_match(adata, registry)
+    check_proteins_match(adata, registry)
     category_codes(adata, registry)  # raises on unseen categories or missing columns
     adata.uns[UNS_KEY] = registry.to_dict()

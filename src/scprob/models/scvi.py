@@ -180,7 +180,7 @@ class VAE(nn.Module):
                 constant = log_factorial(x).sum(dim=-1)
             reconstruction = ll_without_constant.detach() - constant
             kl = kl.detach()
-        return LossOutput(loss, reconstruction - kl, reconstruction, kl)
+        return LossOutput(loss, reconstruction - kl, reconstruction, kl, latent=qz["z"])
 
 
 class SCVI(BaseModel):
