@@ -402,19 +402,31 @@ class TOTALVAE(nn.Module):
               / (2.0 * py["pb_sd"] ** 2) - 0.5)
         return torch.where(observed, kl, torch.zeros_like(kl)).sum(dim=-1)
 
+    def _elbo_terms(
+        self, batch: Batch, observed: Tensor, z: Tensor, qz_mean: Tensor, qz_var: Tensor,
+        log_library: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-cell ``(n,)`` terms of the ELBO at a sample ``z`` of the Gaussian posterior
+        ``(qz_mean, qz_var)``: the log-likelihood without the constants ``log x!``,
+        ``log y!``, the KL of ``z`` and the KL of the background."""
+        p = self.generative(z, log_library, batch["cat"], batch["cont"])
+        ll = (self.rna_log_likelihood(batch["x"], p)
+              + self.protein_log_likelihood(batch["protein"], p, observed,
+                                            include_constant=False))
+        return (ll, gaussian_kl_to_standard_normal(qz_mean, qz_var),
+                self.background_kl(p, observed))
+
     def negative_elbo_of(
         self, batch: Batch, qz_mean: Tensor, qz_var: Tensor
     ) -> Tensor:
         """Per-cell negative ELBO ``(n,)`` (without ``log x!``, ``log y!``) of a given
         Gaussian posterior of ``z`` (means and variances ``(n, n_latent)``), one sample."""
-        x, y, cat, cont = batch["x"], batch["protein"], batch["cat"], batch["cont"]
-        observed = self.observed_mask(cat)
+        x = batch["x"]
         z = qz_mean + torch.sqrt(qz_var) * torch.randn_like(qz_mean)
-        p = self.generative(z, torch.log(x.sum(dim=1, keepdim=True)), cat, cont)
-        return (-self.rna_log_likelihood(x, p)
-                - self.protein_log_likelihood(y, p, observed, include_constant=False)
-                + gaussian_kl_to_standard_normal(qz_mean, qz_var)
-                + self.background_kl(p, observed))
+        ll, kl_z, kl_background = self._elbo_terms(
+            batch, self.observed_mask(batch["cat"]), z, qz_mean, qz_var,
+            torch.log(x.sum(dim=1, keepdim=True)))
+        return -ll + kl_z + kl_background
 
     @torch.enable_grad()
     def refine_latent(self, batch: Batch, n_steps: int, lr: float = 0.05
@@ -444,12 +456,9 @@ class TOTALVAE(nn.Module):
         x, y, cat, cont = batch["x"], batch["protein"], batch["cat"], batch["cont"]
         observed = self.observed_mask(cat)
         q = self.inference(x, y, cat, cont)
-        p = self.generative(q["z"], q["log_library"], cat, cont)
-        kl_z = gaussian_kl_to_standard_normal(q["qz_mean"], q["qz_var"])
-        kl_background = self.background_kl(p, observed)
         # log x! and log y! are constant: out of the gradient path, into what we report.
-        ll = (self.rna_log_likelihood(x, p)
-              + self.protein_log_likelihood(y, p, observed, include_constant=False))
+        ll, kl_z, kl_background = self._elbo_terms(
+            batch, observed, q["z"], q["qz_mean"], q["qz_var"], q["log_library"])
         loss = torch.mean(-ll + kl_weight * kl_z + kl_background)
         with torch.no_grad():
             rna_constant = batch.get("log_factorial")  # served by the loader, per cell
