@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, run_snakemake
 
@@ -36,7 +37,11 @@ def test_timed_rules_get_a_whole_node(resources_by_rule: dict[str, dict[str, str
 @pytest.mark.parametrize("rule", ["time_scvi", "time_baseline"])
 def test_timed_scaling_rules_run_one_at_a_time(resources_by_rule: dict[str, dict[str, str]],
                                                rule: str) -> None:
+    # Each job claims the slot (workflow/rules/scaling.smk) and the profile allows one:
+    # without the profile's limit, --jobs 20 would run them side by side.
     assert resources_by_rule[rule]["timing_slot"] == "1"
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert "timing_slot=1" in profile["resources"]
 
 
 @pytest.mark.parametrize(

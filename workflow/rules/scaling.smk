@@ -20,8 +20,8 @@
 # run was given (threads: workflow.cores), so a local `snakemake --cores N` (and
 # `make workflow`) runs them one at a time, with nothing else beside them. They also claim
 # one `timing_slot`: with --resources timing_slot=1 (needed when --set-threads lowers
-# their threads, or with --jobs on a cluster, to keep them serial) Snakemake never runs
-# two at once.
+# their threads, or with --jobs on a cluster, to keep them serial; profiles/slurm sets it)
+# Snakemake never runs two at once.
 
 
 rule simulate_heart_atlas:
