@@ -89,6 +89,16 @@ PLAN_DEFAULTS: dict[str, Any] = {
 AUTO_COMPILE_ENTRIES = 2e9
 
 
+def should_compile(
+    setting: bool | str, n_train_cells: int, n_genes: int, max_epochs: int
+) -> bool:
+    """Whether a fit compiles the likelihood kernel: ``setting`` True or False, or
+    ``"auto"``: when the fit evaluates at least ``AUTO_COMPILE_ENTRIES`` matrix entries."""
+    if setting != "auto":
+        return bool(setting)
+    return n_train_cells * n_genes * max_epochs >= AUTO_COMPILE_ENTRIES
+
+
 class BatchAdversary(nn.Module):
     """``p(batch | z)``: logits ``(n, n_batch)`` from latent samples ``(n, n_latent)``, two
     hidden layers of 32 units."""
@@ -160,6 +170,8 @@ class TrainingPlan(pl.LightningModule):
         self._sums: dict[str, Tensor] = {}
         self.automatic_optimization = False
         self._kernel_before: str | None = None
+        # The likelihood kernel the fit ran with ("eager", "compiled", ...).
+        self.kernel_name = "eager"
         self._device_copies: dict[int, CellData] = {}
 
     # KL warm-up -------------------------------------------------------------------------
@@ -267,16 +279,14 @@ class TrainingPlan(pl.LightningModule):
         loader = self.trainer.train_dataloader
         self._kernel_before = distributions.likelihood_kernel()
         distributions.use_compiled_likelihood(self._should_compile(loader))
+        self.kernel_name = distributions.likelihood_kernel()
         self._place_loader(loader)
 
     def _should_compile(self, loader: Any) -> bool:
-        setting = self.settings["compile"]
-        if setting != "auto":
-            return bool(setting)
         if not isinstance(loader, MinibatchLoader):
-            return False
-        entries = len(loader.indices) * loader.host_data.counts.shape[1]
-        return entries * self.trainer.max_epochs >= AUTO_COMPILE_ENTRIES
+            return self.settings["compile"] is True
+        return should_compile(self.settings["compile"], len(loader.indices),
+                              loader.host_data.counts.shape[1], self.trainer.max_epochs)
 
     def on_validation_start(self) -> None:
         self._place_loader(self.trainer.val_dataloaders)

@@ -56,12 +56,21 @@ class BaseModel:
         self.module = self.build_module(**module_kwargs)
         self.is_trained = False
         self.history = pd.DataFrame()
+        self.likelihood_kernel: str | None = None  # the kernel of the last fit
         self.train_indices = np.arange(adata.n_obs)
         self.validation_indices = np.arange(0)
         self._cell_data: CellData | None = None
 
     def build_module(self, **module_kwargs: Any) -> nn.Module:
         raise NotImplementedError
+
+    @classmethod
+    def hyperparameter_names(cls) -> list[str]:
+        """The constructor's architecture arguments (everything but the data and seed)."""
+        import inspect
+
+        names = list(inspect.signature(cls.__init__).parameters)
+        return [n for n in names if n not in ("self", "adata", "seed")]
 
     # data -------------------------------------------------------------------------------
     def cell_data(self, adata: AnnData | None = None) -> CellData:
@@ -146,6 +155,7 @@ class BaseModel:
         trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=validation_loader)
         self.module.eval()
         self.history = plan.history
+        self.likelihood_kernel = plan.kernel_name
         self.is_trained = True
 
     # inference helpers ------------------------------------------------------------------
