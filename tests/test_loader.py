@@ -14,7 +14,8 @@ def _data(sparse: bool) -> CellData:
     rng = np.random.default_rng(0)
     counts = rng.poisson(1.0, (103, 17)).astype(np.float32)
     matrix = sp.csr_matrix(counts) if sparse else counts
-    return CellData.from_arrays(matrix, rng.integers(0, 3, (103, 2)), rng.normal(size=(103, 4)))
+    return CellData.from_arrays(matrix, {"categorical": rng.integers(0, 3, (103, 2)),
+                                          "continuous": rng.normal(size=(103, 4))})
 
 
 def test_sparse_and_dense_give_identical_minibatches() -> None:

@@ -149,10 +149,10 @@ def test_every_fit_trains_in_training_mode(counts_adata) -> None:
     modes: list[bool] = []
     loss = model.module.loss
 
-    def spy(batch, kl_weight: float = 1.0):
+    def spy(batch, kl_weight: float = 1.0, kernel=None):
         if torch.is_grad_enabled():  # a training step, not the validation pass
             modes.append(model.module.training)
-        return loss(batch, kl_weight)
+        return loss(batch, kl_weight, kernel)
 
     model.module.loss = spy
     model.train(max_epochs=2, enable_progress_bar=False)

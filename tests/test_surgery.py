@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from scprob.models import SCVI
-from scprob.models.surgery import (
+from scprob.nn.surgery import (
     FrozenBatchNorm1d,
     covariate_layers,
     n_trainable_parameters,
@@ -60,7 +60,7 @@ def test_surgery_appends_exactly_the_new_categories_and_freezes_the_rest() -> No
                                    "donor": ["d1", "d2", "d3", "d4"]}
     assert registry.n_reference_categories == {"batch": 2, "donor": 3}
     # Shared donors keep the reference's codes; the new one is appended.
-    codes = query_model.cell_data().cat.numpy()
+    codes = query_model.cell_data().values["categorical"].numpy()
     donors = query_model.adata.obs["donor"].astype(str).to_numpy()
     assert set(codes[donors == "d1", 1]) == {0} and set(codes[donors == "d4", 1]) == {3}
     assert set(codes[:, 0]) == {2, 3}
@@ -190,7 +190,7 @@ def test_missing_extra_and_too_few_genes() -> None:
         SCVI.load_query_data(query, model, min_gene_overlap=0)
     duplicated = query.copy()
     duplicated.var_names = ["gene_0", *duplicated.var_names.tolist()[1:-1], "gene_0"]
-    with pytest.raises(ValueError, match=r"the query's gene names are not unique "
+    with pytest.raises(ValueError, match=r"the gene names \(adata.var_names\) are not unique "
                                          r"\(\['gene_0'\] occur more than once\)"):
         SCVI.load_query_data(duplicated, model)
 

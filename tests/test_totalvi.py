@@ -13,8 +13,8 @@ import scipy.sparse as sp
 import torch
 
 from scprob.models import TOTALVI
-from scprob.models.surgery import n_trainable_parameters
-from scprob.models.totalvi import background_prior_from_data
+from scprob.nn.surgery import n_trainable_parameters
+from scprob.models.protein_background import background_prior_from_data
 
 FAST = {"max_epochs": 3, "batch_size": 64, "enable_progress_bar": False}
 SMALL = {"n_latent": 4, "n_hidden": 32}
@@ -118,7 +118,7 @@ def test_refined_latent_raises_each_cells_elbo_and_moves_no_weight() -> None:
     module = model.module
     torch.manual_seed(0)
     with torch.no_grad():
-        q = module.inference(batch["x"], batch["protein"], batch["cat"], batch["cont"])
+        q = module.inference(batch)
         r = module.refine_latent(batch, n_steps=30)
 
         def mean_negative_elbo(posterior: dict[str, torch.Tensor]) -> float:
@@ -148,7 +148,7 @@ def test_masked_proteins_contribute_nothing_to_the_loss() -> None:
     model = TOTALVI(adata, **SMALL)
     module = model.module.eval()
     batch = model.cell_data().rows(np.arange(adata.n_obs))
-    masked = ~module.observed_mask(batch["cat"])
+    masked = ~module.observed_mask(batch["categorical"])
     assert masked.sum() == 3 * (adata.obs["batch"] == "b3").sum()
 
     def loss(proteins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,7 +219,7 @@ def test_bad_arguments() -> None:
         TOTALVI.setup_anndata(adata, protein_expression_obsm_key="adt")
     empty = adata.copy()
     empty.obsm["protein_expression"] = empty.obsm["protein_expression"].iloc[:, :0]
-    with pytest.raises(ValueError, match=r"has no protein columns: totalVI needs protein "
+    with pytest.raises(ValueError, match=r"has no protein columns: this model needs protein "
                                          r"counts \(use SCVI for RNA alone\)"):
         TOTALVI.setup_anndata(empty)
     TOTALVI.setup_anndata(adata)
@@ -244,8 +244,10 @@ def test_centred_protein_input_ignores_a_background_shift_matched_by_the_prior()
         cat = torch.zeros(n, 1, dtype=torch.long)
         cont = torch.zeros(n, 0)
         with torch.no_grad():
-            z_batch_0 = module.inference(x, y, cat, cont)["qz_mean"]
-            z_batch_1 = module.inference(x, shifted, cat + 1, cont)["qz_mean"]
+            z_batch_0 = module.inference({"x": x, "protein": y, "categorical": cat,
+                                          "continuous": cont})["qz_mean"]
+            z_batch_1 = module.inference({"x": x, "protein": shifted, "categorical": cat + 1,
+                                          "continuous": cont})["qz_mean"]
         assert torch.allclose(z_batch_0, z_batch_1, atol=1e-5) == center
 
 
@@ -272,9 +274,9 @@ def test_protein_panel_dropout_hides_random_panels_from_the_encoder_only_in_trai
     batch = model.cell_data().rows(np.arange(64))
     module.train()
     torch.manual_seed(1)
-    z_train_a = module.inference(batch["x"], batch["protein"], batch["cat"], batch["cont"])
+    z_train_a = module.inference(batch)
     torch.manual_seed(2)
-    z_train_b = module.inference(batch["x"], batch["protein"], batch["cat"], batch["cont"])
+    z_train_b = module.inference(batch)
     assert not torch.equal(z_train_a["qz_mean"], z_train_b["qz_mean"])
     with pytest.raises(ValueError, match=r"protein_panel_dropout is the share of training "
                                          r"cells .* give a number in \[0, 1\], got 1.5"):
@@ -333,7 +335,7 @@ def test_query_masked_proteins_are_never_trained_as_zeros() -> None:
         query_model = TOTALVI.load_query_data(_query(n_proteins_kept=5), model)
     module = query_model.module.eval()
     batch = query_model.cell_data().rows(np.arange(150))
-    masked = ~module.observed_mask(batch["cat"])
+    masked = ~module.observed_mask(batch["categorical"])
     assert masked.sum() == 3 * 150
 
     def loss(proteins: torch.Tensor) -> torch.Tensor:

@@ -11,18 +11,12 @@ Early in training the encoder can then use the latent freely; later the prior pu
 posterior in and the latent keeps only what the decoder cannot get from the covariates.
 A run that ends during warm-up never reaches that second phase.
 
-Throughput. A step is one forward pass, one backward pass and one fused Adam update
-(``torch.optim.Adam(fused=True)``: one kernel over all parameters instead of a dozen
-passes), under Lightning's manual optimisation (its automatic closure costs about 0.1 ms a
-step on a CPU); the epoch's ELBO, reconstruction and KL are summed on the device and read
-once per epoch, so no step waits for the host. On an accelerator the loaders' data move
-to the device once, at the start of fitting (``MinibatchLoader.place_on``), and go back
-when it ends. ``plan_kwargs={"compile": True}`` evaluates the NB/ZINB likelihood and its
-gradient with a ``torch.compile``-fused kernel (seconds of compilation once per process,
-falling back to eager torch if no compiler works; see
-``scprob.nn.distributions.use_compiled_likelihood``); ``False`` keeps eager torch; the
-default ``"auto"`` compiles when the fit is long enough to repay the compilation
-(``AUTO_COMPILE_ENTRIES``).
+A step is one forward pass, one backward pass and one fused Adam update under manual
+optimisation; epoch totals are summed on the device and read once per epoch. The plan
+chooses the count-likelihood kernel for the whole fit (``plan_kwargs["compile"]``: True,
+False, or ``"auto"``, see :func:`should_compile`) and hands it to every ``module.loss``
+call. On an accelerator the loaders' data move to the device once, at the start of fitting.
+Design notes and measurements: ``docs/likelihood-kernel.md``.
 
 Batch adversary (``adversarial_classifier=True``; the totalVI paper's training when some
 batches lack proteins). A small classifier ``BatchAdversary`` learns to predict each cell's
@@ -40,8 +34,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 import pytorch_lightning as pl
@@ -51,21 +44,8 @@ from pytorch_lightning.callbacks import EarlyStopping
 from torch import Tensor, nn
 
 from scprob.data.loader import Batch, CellData, MinibatchLoader
-from scprob.nn import distributions
-
-
-@dataclass
-class LossOutput:
-    loss: Tensor  # scalar, minimised
-    elbo: Tensor  # (batch_size,) per-cell ELBO, constants included
-    reconstruction: Tensor  # (batch_size,) per-cell log-likelihood, constants included
-    kl: Tensor  # (batch_size,) per-cell KL divergence
-    latent: Tensor | None = None  # (batch_size, n_latent) the sample of z the loss used
-
-
-class TrainableModule(Protocol):
-    def loss(self, batch: Batch, kl_weight: float) -> LossOutput: ...
-
+from scprob.nn.count_kernel import COMPILED, EAGER, CountKernel
+from scprob.nn.module import LossOutput
 
 PLAN_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
@@ -81,11 +61,8 @@ PLAN_DEFAULTS: dict[str, Any] = {
 }
 
 # "auto" compiles the likelihood kernel when a fit evaluates at least this many matrix
-# entries (training cells × genes × epochs). Compiling took 13 s with a cold cache on this
-# project's 2-core CPU (less once torch's on-disk cache holds the kernels) and saves about
-# 1.5e-8 s per entry (one thread: 12.3 → 8.5 ms a step at 128 × 2,000), so this threshold
-# buys back about twice the compilation: 20,000 cells × 2,000 genes need some 60 epochs;
-# the default 400 pass it, a unit test never does.
+# entries (training cells × genes × epochs): about twice what repays the compilation on a
+# 2-core CPU (docs/likelihood-kernel.md).
 AUTO_COMPILE_ENTRIES = 2e9
 
 
@@ -169,9 +146,8 @@ class TrainingPlan(pl.LightningModule):
         self.history_rows: list[dict[str, float]] = []
         self._sums: dict[str, Tensor] = {}
         self.automatic_optimization = False
-        self._kernel_before: str | None = None
-        # The likelihood kernel the fit ran with ("eager", "compiled", ...).
-        self.kernel_name = "eager"
+        # The count-likelihood implementation of this fit, chosen when it starts.
+        self.kernel: CountKernel = EAGER
         self._device_copies: dict[int, CellData] = {}
 
     # KL warm-up -------------------------------------------------------------------------
@@ -216,14 +192,14 @@ class TrainingPlan(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         optimizers = self.optimizers()
         module_optimizer = optimizers[0] if isinstance(optimizers, list) else optimizers
-        out = self.module.loss(batch, kl_weight=self.kl_weight)
+        out = self.module.loss(batch, kl_weight=self.kl_weight, kernel=self.kernel)
         kappa = self.adversarial_weight
         loss = out.loss
         if kappa > 0:
             if out.latent is None:
                 raise ValueError(f"{type(self.module).__name__}.loss returns no latent "
                                  "sample, which the batch adversary needs.")
-            batch_codes = batch["cat"][:, 0]
+            batch_codes = batch["categorical"][:, 0]
             loss = loss + kappa * self.adversary.fooling_loss(out.latent, batch_codes)
         module_optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -238,7 +214,8 @@ class TrainingPlan(pl.LightningModule):
         return out.loss.detach()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._accumulate("validation", self.module.loss(batch, kl_weight=1.0))
+        self._accumulate("validation",
+                         self.module.loss(batch, kl_weight=1.0, kernel=self.kernel))
 
     def on_validation_epoch_end(self) -> None:
         means = self._epoch_means("validation")
@@ -277,9 +254,7 @@ class TrainingPlan(pl.LightningModule):
     # where the work happens ---------------------------------------------------------------
     def on_train_start(self) -> None:
         loader = self.trainer.train_dataloader
-        self._kernel_before = distributions.likelihood_kernel()
-        distributions.use_compiled_likelihood(self._should_compile(loader))
-        self.kernel_name = distributions.likelihood_kernel()
+        self.kernel = COMPILED if self._should_compile(loader) else EAGER
         self._place_loader(loader)
 
     def _should_compile(self, loader: Any) -> bool:
@@ -305,9 +280,6 @@ class TrainingPlan(pl.LightningModule):
             if isinstance(loader, MinibatchLoader):
                 loader.place_on(loader.host_data)
         self._device_copies.clear()
-        if self._kernel_before is not None:
-            distributions.use_compiled_likelihood(self._kernel_before == "compiled")
-            self._kernel_before = None
 
     @property
     def history(self) -> pd.DataFrame:

@@ -77,25 +77,20 @@ class CellData:
     """Per-cell model inputs.
 
     ``counts``: ``(n_cells, n_genes)`` float32 tensor, float32 CSR matrix, or a
-    :class:`DeviceCSR`; ``cat``: ``(n_cells, n_categorical)`` int64 codes (the batch is
-    column 0); ``cont``: ``(n_cells, n_continuous)`` float32; ``extras``: more per-cell
-    tensors (e.g. ``"protein"``, ``(n_cells, n_proteins)``).
+    :class:`DeviceCSR`; ``values``: the other per-cell tensors by field name
+    (``"categorical"`` int64 codes ``(n_cells, n_columns)``, ``"continuous"`` float32
+    ``(n_cells, n_continuous)``, ``"protein"``…), served under those names.
     """
 
     counts: Tensor | sp.csr_matrix | DeviceCSR
-    cat: Tensor
-    cont: Tensor
-    extras: dict[str, Tensor] = field(default_factory=dict)
+    values: dict[str, Tensor] = field(default_factory=dict)
     _log_factorial: Tensor | None = field(default=None, repr=False)
 
     @classmethod
     def from_arrays(
-        cls,
-        counts: np.ndarray | sp.spmatrix,
-        cat: np.ndarray,
-        cont: np.ndarray,
-        extras: dict[str, Tensor] | None = None,
+        cls, counts: np.ndarray | sp.spmatrix, values: dict[str, np.ndarray | Tensor] | None = None
     ) -> CellData:
+        """Counts as float32 (CSR stays CSR), floating values as float32, codes as int64."""
         if sp.issparse(counts):
             csr = sp.csr_matrix(counts)
             if csr.dtype != np.float32:
@@ -106,12 +101,11 @@ class CellData:
             matrix: Tensor | sp.csr_matrix = csr
         else:
             matrix = torch.as_tensor(np.ascontiguousarray(counts, dtype=np.float32))
-        return cls(
-            counts=matrix,
-            cat=torch.as_tensor(np.asarray(cat, dtype=np.int64)),
-            cont=torch.as_tensor(np.asarray(cont, dtype=np.float32)),
-            extras=dict(extras or {}),
-        )
+        tensors = {}
+        for name, v in (values or {}).items():
+            t = torch.as_tensor(v)
+            tensors[name] = t.float() if t.is_floating_point() else t.long()
+        return cls(counts=matrix, values=tensors)
 
     def __len__(self) -> int:
         return self.counts.shape[0]
@@ -122,7 +116,12 @@ class CellData:
 
     @property
     def device(self) -> torch.device:
-        return self.cat.device
+        """Where minibatches are cut (the per-cell values'; CSR counts stay on the host)."""
+        if self.values:
+            return next(iter(self.values.values())).device
+        if isinstance(self.counts, DeviceCSR):
+            return self.counts.device
+        return torch.device("cpu") if self.is_sparse else self.counts.device
 
     @property
     def log_factorial(self) -> Tensor:
@@ -163,18 +162,16 @@ class CellData:
             x = self.counts.rows(index)
         elif not self.is_sparse:
             x = self.counts[index]
-        batch: Batch = {"x": x, "cat": self.cat[index], "cont": self.cont[index],
-                        "log_factorial": self.log_factorial[index]}
-        for name, values in self.extras.items():
-            batch[name] = values[index]
+        batch: Batch = {name: values[index] for name, values in self.values.items()}
+        batch["x"] = x
+        batch["log_factorial"] = self.log_factorial[index]
         return batch
 
     def to(self, device: torch.device | str) -> CellData:
         """A copy held on ``device`` (dense counts only; CSR stays on the host)."""
         move = lambda t: t.to(device)  # noqa: E731
         counts = self.counts if self.is_sparse else move(self.counts)
-        return CellData(counts, move(self.cat), move(self.cont),
-                        {k: move(v) for k, v in self.extras.items()},
+        return CellData(counts, {k: move(v) for k, v in self.values.items()},
                         move(self.log_factorial))
 
     def on_device(self, device: torch.device | str, dense_bytes_limit: int | None = None
@@ -207,8 +204,7 @@ class CellData:
                     counts[start:stop] = block.to(device)
             else:
                 counts = DeviceCSR(self.counts, device)
-        return CellData(counts, move(self.cat), move(self.cont),
-                        {k: move(v) for k, v in self.extras.items()}, log_factorial)
+        return CellData(counts, {k: move(v) for k, v in self.values.items()}, log_factorial)
 
 
 def _log_factorial_of_counts(values: np.ndarray) -> np.ndarray:

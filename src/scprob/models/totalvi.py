@@ -14,76 +14,29 @@ covariates ``s_n``::
     π_nt  = sigmoid(f_π(h_n))_t                             probability y_nt is background
     y_nt  ~ π_nt NB(β_nt, φ_t) + (1 − π_nt) NB(α_nt β_nt, φ_t)
 
-The background ``β`` is what an antibody yields on a cell without its epitope (ambient
-antibody, non-specific binding); the foreground, ``α ≥ 1`` times larger, what it yields on
-a cell with it. Integrating out the Bernoulli "is background" indicator gives the NB
-mixture. The paper's ``α`` passes through a ReLU; a softplus keeps ``α ≥ 1`` with a
-gradient everywhere, so a protein whose foreground starts at ``α = 1`` is not stuck there.
-
-Background prior. ``c_bt, d_bt`` are learned, one per batch and protein, and initialised
-from the data: in each batch a two-component Gaussian mixture is fitted to every protein's
-``log(1 + y)`` and the component with the smaller mean, the background peak, gives the
-initial mean and standard deviation.
-
-Posterior ``q(z_n | x_n, y_n, b_n, s_n) q(β_n | z_n, b_n, s_n)``: a diagonal Gaussian for
-``z`` whose encoder reads ``[log(1 + x_n), log(1 + y_n) − c_b]`` (and the covariates if
-``encode_covariates``), and a log-normal for each ``β_nt`` whose parameters the decoder
-computes from ``h_n``. Its mean is an offset from the prior mean ``c_bt``, so an untrained
-network starts at the prior.
-
-Protein input relative to the batch's background (``center_protein_input``, beyond the
-paper). The encoder reads each protein's ``log(1 + y_nt)`` minus its batch's background
-log-mean ``c_bt`` (the prior's, without gradient): how far above the background of its own
-batch a count lies. A batch or a query whose antibodies bind more unspecifically, so that
-every protein's background is higher, then reads like the reference instead of shifting
-every encoder input. It matters most for scArches, whose frozen encoder cannot learn a new
-batch's protein-specific background shift; on the simulated COVID query (a +0.5 log
-background shift) it raised label-transfer accuracy by about 13 points.
-
-Proteins missing from a batch. Batches measure different antibody panels; a protein whose
-counts are zero in every cell of a batch was not measured there (the registry's
-``protein_observed`` mask ``m_bt``). Such entries are left out of everything: the encoder
-reads them as zero (at the background, when centred) whatever the data hold, and they add
-nothing to the likelihood or to the background KL. The model still predicts them, from
-``z``, so it imputes them.
-
-Random panels in training (``protein_panel_dropout``, beyond the paper). The paper masks
-the proteins of 5 of its 24 reference batches "to help the model generalize to query data
-with mismatched proteins". This generalises that: in training, a share
-``protein_panel_dropout`` of the cells of each minibatch shows the encoder only a random
-subset of its measured proteins (each kept with a probability drawn uniformly per cell),
-while the likelihood still scores all of them. The encoder learns to infer ``z`` from
-partial panels and the RNA, which is what a query with a smaller panel asks of a frozen
-encoder. The ELBO stays a bound: ``q`` may read less than all the data. Queries read
-their whole panel (surgery sets the share to 0 for the query model).
-
-Refined latents (``get_latent_representation(refine_steps=k)``, beyond the paper). The
-encoder is amortised: one network guesses every cell's posterior. For cells of a donor it
-never trained on (a scArches query, whose encoder is frozen) the guess can sit away from
-the posterior that the decoder, which has learned the donor's batch rows, would choose.
-``k`` Adam steps on each cell's own posterior mean and log-variance, maximising its ELBO
-under the unchanged weights, start from the guess and close part of that gap
-(``TOTALVAE.refine_latent``; semi-amortised inference). The weights do not move, so a
-reference cell's refined latent is the same under the reference and the query model.
-
-Training as in the paper's runs: when some batches lack proteins, a batch adversary on
-``z`` (``plan_kwargs={"adversarial_classifier": True}``, ``scprob.train``) keeps the
-batch out of the latent space.
-
-ELBO, per cell::
+The background prior ``c_bt, d_bt`` is learned, one per batch and protein, and initialised
+from the data (``scprob.models.protein_background``). The posterior is
+``q(z_n | x_n, y_n, b_n, s_n) q(β_n | z_n, b_n, s_n)``: a diagonal Gaussian for ``z`` whose
+encoder reads ``[log(1 + x_n), log(1 + y_n) − c_b]``, and a log-normal for each ``β_nt``
+centred on the prior mean. A protein whose counts are zero in every cell of a batch was not
+measured there (mask ``m_bt``): the encoder reads it as zero and it adds nothing to the
+likelihood or the background KL, but the model still predicts (imputes) it. ELBO per cell::
 
     E_q[ log p(x_n | z_n) + Σ_t m_bt log p(y_nt | z_n, β_nt) ]
         − KL(q(z_n) ‖ N(0, I)) − Σ_t m_bt E_q(z_n) KL(q(β_nt | z_n) ‖ p(β_nt))
 
-KL warm-up scales the first KL only: the warm-up frees ``z`` early in training, while the
-background should stay anchored to its data-derived prior from the first step (an
-unanchored background can trade places with the foreground).
+KL warm-up scales the first KL only, so the background stays anchored to its prior from
+the first step. Beyond the paper (each explained, with measurements, in
+``docs/scarches.md``): a softplus instead of a ReLU for ``α``; the protein input centred
+on the batch's background (``center_protein_input``); random partial panels in training
+(``protein_panel_dropout``); latents refined by per-cell ELBO ascent
+(``get_latent_representation(refine_steps=k)``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -93,96 +46,23 @@ import torch.nn.functional as F
 from anndata import AnnData
 from torch import Tensor, nn
 
+from scprob.data.fields import CategoricalField, ContinuousField, CountsField, ProteinField
 from scprob.data.loader import Batch
-from scprob.data.registry import (
-    Registry,
-    category_codes,
-    protein_counts,
-    register_anndata,
-)
 from scprob.models.base import BaseModel
-from scprob.models.surgery import build_query_model
+from scprob.models.protein_background import background_prior_from_data
+from scprob.nn.count_kernel import EAGER, CountKernel, summed_count_log_likelihood
 from scprob.nn.distributions import (
     gaussian_kl_to_standard_normal,
     log_factorial,
     log_nb_mixture,
-    summed_count_log_likelihood,
 )
 from scprob.nn.layers import CovariateLinear, Encoder, FCLayers
-from scprob.train import LossOutput
+from scprob.nn.module import LossOutput, cell_log_factorial
 
 GeneLikelihood = Literal["nb", "zinb"]
 
-# Floor of the background prior's standard deviation (log scale): a batch whose protein
-# counts barely vary would otherwise pin the background to a point.
-MIN_BACKGROUND_SD = 0.1
 # Keeps posterior scales of the log background strictly positive.
 SCALE_EPS = 1e-4
-
-
-# ------------------------------------------------------- background prior from the data
-
-
-def _two_gaussian_mixture(
-    values: np.ndarray, n_iterations: int = 100
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """EM for a two-component Gaussian mixture on every column of ``values``
-    ``(n_cells, n_columns)`` at once. Returns means, standard deviations and weights, each
-    ``(2, n_columns)``; component 0 starts at the lower quartile, component 1 at the upper.
-    """
-    n_cells = values.shape[0]
-    means = np.quantile(values, [0.25, 0.75], axis=0)
-    means[1] = np.maximum(means[1], means[0] + 0.1)  # two distinct starting points
-    sds = np.full_like(means, max(float(values.std()), MIN_BACKGROUND_SD))
-    weights = np.full_like(means, 0.5)
-    for _ in range(n_iterations):
-        # E step: responsibilities (2, n_cells, n_columns).
-        log_density = (np.log(weights)[:, None] - np.log(sds)[:, None]
-                       - 0.5 * ((values[None] - means[:, None]) / sds[:, None]) ** 2)
-        log_density -= log_density.max(axis=0, keepdims=True)
-        responsibility = np.exp(log_density)
-        responsibility /= responsibility.sum(axis=0, keepdims=True)
-        # M step.
-        mass = responsibility.sum(axis=1) + 1e-10
-        weights = np.clip(mass / n_cells, 1e-6, 1.0)
-        means = (responsibility * values[None]).sum(axis=1) / mass
-        variance = (responsibility * (values[None] - means[:, None]) ** 2).sum(axis=1) / mass
-        sds = np.sqrt(np.maximum(variance, 1e-6))
-    return means, sds, weights
-
-
-def background_prior_from_data(
-    proteins: np.ndarray, batch: np.ndarray, observed: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Initial background prior: mean and standard deviation of ``log β``, each
-    ``(n_batch, n_proteins)``, from counts ``proteins`` ``(n_cells, n_proteins)``, batch
-    codes ``batch`` ``(n_cells,)`` and the observation mask ``observed``
-    ``(n_batch, n_proteins)``.
-
-    In each batch, the lower component of a two-component mixture on ``log(1 + y)``. An
-    unmeasured entry (or a batch without cells here) gets the protein's average over the
-    batches that measured it; a protein measured nowhere gets N(0, 1).
-    """
-    n_batch, n_proteins = observed.shape
-    mean = np.zeros((n_batch, n_proteins))
-    sd = np.ones((n_batch, n_proteins))
-    log_counts = np.log1p(np.asarray(proteins, dtype=np.float64))
-    for b in range(n_batch):
-        cells = batch == b
-        if not cells.any():
-            continue
-        means, sds, _ = _two_gaussian_mixture(log_counts[cells])
-        lower = np.argmin(means, axis=0)
-        columns = np.arange(n_proteins)
-        mean[b], sd[b] = means[lower, columns], sds[lower, columns]
-    fitted = observed & np.isin(np.arange(n_batch), batch)[:, None]
-    n_fitted = fitted.sum(axis=0)
-    with np.errstate(invalid="ignore"):
-        fallback_mean = np.where(n_fitted > 0, (mean * fitted).sum(0) / n_fitted, 0.0)
-        fallback_sd = np.where(n_fitted > 0, (sd * fitted).sum(0) / n_fitted, 1.0)
-    mean = np.where(fitted, mean, fallback_mean)
-    sd = np.where(fitted, sd, fallback_sd)
-    return mean, np.maximum(sd, MIN_BACKGROUND_SD)
 
 
 def _batch_table(n_batch: int, n_features: int) -> CovariateLinear:
@@ -205,9 +85,7 @@ class TOTALVAE(nn.Module):
         self,
         n_genes: int,
         n_proteins: int,
-        protein_observed: Tensor,
-        background_prior_mean: Tensor,
-        background_prior_sd: Tensor,
+        protein_observed: Tensor | np.ndarray,
         n_categories: Sequence[int] = (1,),
         n_continuous: int = 0,
         n_latent: int = 20,
@@ -222,8 +100,9 @@ class TOTALVAE(nn.Module):
         center_protein_input: bool = True,
         protein_panel_dropout: float = 0.0,
     ) -> None:
-        """``protein_observed``, ``background_prior_mean`` and ``background_prior_sd`` are
-        ``(n_batch, n_proteins)``: the observation mask and the initial prior of ``log β``."""
+        """``protein_observed`` ``(n_batch, n_proteins)``: which proteins each batch
+        measured. The background prior starts at N(0, 1); a model sets it from the data
+        (``set_background_prior``)."""
         super().__init__()
         if not 0.0 <= protein_panel_dropout <= 1.0:
             raise ValueError("protein_panel_dropout is the share of training cells whose "
@@ -233,18 +112,17 @@ class TOTALVAE(nn.Module):
         self.protein_panel_dropout = protein_panel_dropout
         n_categories = list(n_categories)
         n_batch = n_categories[0]
-        expected = (n_batch, n_proteins)
-        for name, value in (("protein_observed", protein_observed),
-                            ("background_prior_mean", background_prior_mean),
-                            ("background_prior_sd", background_prior_sd)):
-            if tuple(value.shape) != expected:
-                raise ValueError(f"{name} must be (n_batch, n_proteins) = {expected}, got "
-                                 f"{tuple(value.shape)}.")
+        protein_observed = torch.as_tensor(protein_observed, dtype=torch.bool)
+        if tuple(protein_observed.shape) != (n_batch, n_proteins):
+            raise ValueError(f"protein_observed must be (n_batch, n_proteins) = "
+                             f"{(n_batch, n_proteins)}, got {tuple(protein_observed.shape)}.")
+        if gene_likelihood not in ("nb", "zinb"):
+            raise ValueError(f"gene_likelihood must be 'nb' or 'zinb', got {gene_likelihood!r}.")
         self.n_genes, self.n_proteins = n_genes, n_proteins
         self.gene_likelihood = gene_likelihood
         self.encode_covariates = encode_covariates
         # Data, not a weight: rebuilt from the registry, so never in the state dict.
-        self.register_buffer("protein_observed", protein_observed.bool(), persistent=False)
+        self.register_buffer("protein_observed", protein_observed, persistent=False)
 
         self.encoder = Encoder(
             n_genes + n_proteins,
@@ -284,7 +162,7 @@ class TOTALVAE(nn.Module):
         # Prior of log β per batch and protein: mean c and log standard deviation log d.
         self.background_prior_mean = _batch_table(n_batch, n_proteins)
         self.background_prior_log_sd = _batch_table(n_batch, n_proteins)
-        self.set_background_prior(background_prior_mean, background_prior_sd)
+        self.set_background_prior(torch.zeros(n_batch, n_proteins), torch.ones(n_batch, n_proteins))
 
     @torch.no_grad()
     def set_background_prior(
@@ -305,9 +183,9 @@ class TOTALVAE(nn.Module):
                     table.new_category_tables[0][code - n_old] = row
 
     # inference -------------------------------------------------------------------------
-    def observed_mask(self, cat: Tensor) -> Tensor:
+    def observed_mask(self, categorical: Tensor) -> Tensor:
         """``(n, n_proteins)`` bool: which proteins each cell's batch measured."""
-        return self.protein_observed[cat[:, 0]]
+        return self.protein_observed[categorical[:, 0]]
 
     def random_panels(self, n_cells: int) -> Tensor:
         """``(n_cells, n_proteins)`` bool, the proteins the encoder may see: all of them for
@@ -319,60 +197,53 @@ class TOTALVAE(nn.Module):
         kept = torch.rand(n_cells, self.n_proteins, device=device) < keep_probability
         return kept | ~hidden_cells
 
-    def inference(
-        self, x: Tensor, y: Tensor, cat: Tensor, cont: Tensor
-    ) -> dict[str, Tensor]:
-        """``x`` ``(n, n_genes)``, ``y`` ``(n, n_proteins)`` → posterior mean and variance
-        of ``z`` ``(n, n_latent)``, a sample ``z`` and the log library ``(n, 1)``."""
-        log_library = torch.log(x.sum(dim=1, keepdim=True))
-        shown = self.observed_mask(cat)
+    def inference(self, batch: Batch) -> dict[str, Tensor]:
+        """RNA ``(n, n_genes)`` and protein counts ``(n, n_proteins)`` → posterior mean and
+        variance of ``z`` ``(n, n_latent)`` and a sample ``z``."""
+        x, y, categorical = batch["x"], batch["protein"], batch["categorical"]
+        shown = self.observed_mask(categorical)
         if self.training and self.protein_panel_dropout > 0:
             shown = shown & self.random_panels(y.shape[0])
         log_y = torch.log1p(y)
         if self.center_protein_input:
-            log_y = log_y - self.background_prior_mean.table(0)[cat[:, 0]].detach()
+            log_y = log_y - self.background_prior_mean.table(0)[categorical[:, 0]].detach()
         # Unmeasured (or hidden) proteins are read as zero, whatever the data hold there.
         log_y = torch.where(shown, log_y, torch.zeros_like(log_y))
         h = torch.cat([torch.log1p(x), log_y], dim=-1)
         if self.encode_covariates:
-            mean, var, z = self.encoder(h, cat, cont)
+            mean, var, z = self.encoder(h, categorical, batch["continuous"])
         else:
             mean, var, z = self.encoder(h)
-        return {"qz_mean": mean, "qz_var": var, "z": z, "log_library": log_library}
+        return {"qz_mean": mean, "qz_var": var, "z": z}
 
     # generative ------------------------------------------------------------------------
-    def generative(
-        self,
-        z: Tensor,
-        log_library: Tensor,
-        cat: Tensor,
-        cont: Tensor,
-        sample_background: bool = True,
-    ) -> dict[str, Tensor]:
-        """``z`` ``(n, n_latent)`` → RNA NB parameters ``(n, n_genes)`` and protein
-        mixture parameters ``(n, n_proteins)``: background ``β`` (a reparametrised sample
-        of ``q(log β | z)``, or its mean if not ``sample_background``), foreground mean
-        ``α β``, background logits, dispersion ``φ``; and the posterior and prior of
+    def generative(self, batch: Batch, z: Tensor, sample: bool = False) -> dict[str, Tensor]:
+        """``z`` ``(n, n_latent)`` → RNA NB parameters ``(n, n_genes)`` at the observed
+        library and protein mixture parameters ``(n, n_proteins)``: background ``β`` (a
+        reparametrised sample of ``q(log β | z)`` if ``sample``, else its mean), foreground
+        mean ``α β``, background logits, dispersion ``φ``; and the posterior and prior of
         ``log β`` for the KL."""
-        h = self.decoder(z, cat, cont)
-        scale = torch.softmax(self.rna_scale_head(h, cat, cont), dim=-1)
+        categorical, continuous = batch["categorical"], batch["continuous"]
+        h = self.decoder(z, categorical, continuous)
+        scale = torch.softmax(self.rna_scale_head(h, categorical, continuous), dim=-1)
+        log_library = torch.log(batch["x"].sum(dim=1, keepdim=True))
         out = {"scale": scale, "mu": torch.exp(log_library) * scale,
                "theta": torch.exp(self.log_theta)}
         if self.rna_zi_head is not None:
-            out["zi_logits"] = self.rna_zi_head(h, cat, cont)
+            out["zi_logits"] = self.rna_zi_head(h, categorical, continuous)
 
-        batch = cat[:, 0]
-        prior_mean = self.background_prior_mean.table(0)[batch]
-        prior_sd = torch.exp(self.background_prior_log_sd.table(0)[batch])
-        q_mean = prior_mean + self.background_offset_head(h, cat, cont)
-        q_sd = F.softplus(self.background_scale_head(h, cat, cont)) + SCALE_EPS
-        log_background = q_mean + q_sd * torch.randn_like(q_sd) if sample_background else q_mean
+        batch_codes = categorical[:, 0]
+        prior_mean = self.background_prior_mean.table(0)[batch_codes]
+        prior_sd = torch.exp(self.background_prior_log_sd.table(0)[batch_codes])
+        q_mean = prior_mean + self.background_offset_head(h, categorical, continuous)
+        q_sd = F.softplus(self.background_scale_head(h, categorical, continuous)) + SCALE_EPS
+        log_background = q_mean + q_sd * torch.randn_like(q_sd) if sample else q_mean
         background = torch.exp(log_background)
-        foreground_scaling = 1.0 + F.softplus(self.foreground_head(h, cat, cont))
+        foreground_scaling = 1.0 + F.softplus(self.foreground_head(h, categorical, continuous))
         out.update(
             background=background,
             foreground=background * foreground_scaling,
-            background_logits=self.background_logit_head(h, cat, cont),
+            background_logits=self.background_logit_head(h, categorical, continuous),
             phi=torch.exp(self.log_phi),
             qb_mean=q_mean, qb_sd=q_sd, pb_mean=prior_mean, pb_sd=prior_sd,
         )
@@ -380,9 +251,11 @@ class TOTALVAE(nn.Module):
 
     # loss ------------------------------------------------------------------------------
     @staticmethod
-    def rna_log_likelihood(x: Tensor, px: dict[str, Tensor]) -> Tensor:
+    def rna_log_likelihood(x: Tensor, px: dict[str, Tensor], kernel: CountKernel = EAGER
+                           ) -> Tensor:
         """Per-cell ``log p(x | z) + Σ_g log x_g!`` (NB or ZINB), ``(n,)``."""
-        return summed_count_log_likelihood(x, px["mu"], px["theta"], px.get("zi_logits"))
+        return summed_count_log_likelihood(x, px["mu"], px["theta"], px.get("zi_logits"),
+                                           kernel=kernel)
 
     def protein_log_likelihood(
         self, y: Tensor, py: dict[str, Tensor], observed: Tensor, include_constant: bool
@@ -404,13 +277,13 @@ class TOTALVAE(nn.Module):
 
     def _elbo_terms(
         self, batch: Batch, observed: Tensor, z: Tensor, qz_mean: Tensor, qz_var: Tensor,
-        log_library: Tensor,
+        kernel: CountKernel = EAGER,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Per-cell ``(n,)`` terms of the ELBO at a sample ``z`` of the Gaussian posterior
         ``(qz_mean, qz_var)``: the log-likelihood without the constants ``log x!``,
         ``log y!``, the KL of ``z`` and the KL of the background."""
-        p = self.generative(z, log_library, batch["cat"], batch["cont"])
-        ll = (self.rna_log_likelihood(batch["x"], p)
+        p = self.generative(batch, z, sample=True)
+        ll = (self.rna_log_likelihood(batch["x"], p, kernel)
               + self.protein_log_likelihood(batch["protein"], p, observed,
                                             include_constant=False))
         return (ll, gaussian_kl_to_standard_normal(qz_mean, qz_var),
@@ -421,11 +294,9 @@ class TOTALVAE(nn.Module):
     ) -> Tensor:
         """Per-cell negative ELBO ``(n,)`` (without ``log x!``, ``log y!``) of a given
         Gaussian posterior of ``z`` (means and variances ``(n, n_latent)``), one sample."""
-        x = batch["x"]
         z = qz_mean + torch.sqrt(qz_var) * torch.randn_like(qz_mean)
         ll, kl_z, kl_background = self._elbo_terms(
-            batch, self.observed_mask(batch["cat"]), z, qz_mean, qz_var,
-            torch.log(x.sum(dim=1, keepdim=True)))
+            batch, self.observed_mask(batch["categorical"]), z, qz_mean, qz_var)
         return -ll + kl_z + kl_background
 
     @torch.enable_grad()
@@ -441,7 +312,7 @@ class TOTALVAE(nn.Module):
         batch rows, says where it belongs. No weight of the module moves.
         """
         with torch.no_grad():
-            q = self.inference(batch["x"], batch["protein"], batch["cat"], batch["cont"])
+            q = self.inference(batch)
         mean = q["qz_mean"].detach().clone().requires_grad_(True)
         log_var = torch.log(q["qz_var"]).detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([mean, log_var], lr=lr)
@@ -452,30 +323,26 @@ class TOTALVAE(nn.Module):
             optimizer.step()
         return {"qz_mean": mean.detach(), "qz_var": torch.exp(log_var.detach())}
 
-    def loss(self, batch: Batch, kl_weight: float = 1.0) -> LossOutput:
-        x, y, cat, cont = batch["x"], batch["protein"], batch["cat"], batch["cont"]
-        observed = self.observed_mask(cat)
-        q = self.inference(x, y, cat, cont)
+    def loss(self, batch: Batch, kl_weight: float = 1.0, kernel: CountKernel = EAGER
+             ) -> LossOutput:
+        y = batch["protein"]
+        observed = self.observed_mask(batch["categorical"])
+        q = self.inference(batch)
         # log x! and log y! are constant: out of the gradient path, into what we report.
         ll, kl_z, kl_background = self._elbo_terms(
-            batch, observed, q["z"], q["qz_mean"], q["qz_var"], q["log_library"])
+            batch, observed, q["z"], q["qz_mean"], q["qz_var"], kernel)
         loss = torch.mean(-ll + kl_weight * kl_z + kl_background)
         with torch.no_grad():
-            rna_constant = batch.get("log_factorial")  # served by the loader, per cell
-            if rna_constant is None:
-                rna_constant = log_factorial(x).sum(-1)
-            constant = rna_constant + torch.where(
+            constant = cell_log_factorial(batch) + torch.where(
                 observed, log_factorial(y), torch.zeros_like(y)).sum(-1)
             reconstruction = ll - constant
             kl = kl_z + kl_background
         return LossOutput(loss, reconstruction - kl, reconstruction, kl, latent=q["z"])
 
 
-# ----------------------------------------------------------------------------- the model
-
-
 class TOTALVI(BaseModel):
     """totalVI for CITE-seq: RNA and protein counts share one latent space.
+    Hyperparameters: those of :class:`TOTALVAE`.
 
     >>> TOTALVI.setup_anndata(adata, protein_expression_obsm_key="protein_expression",
     ...                       layer="counts", batch_key="batch")
@@ -487,7 +354,7 @@ class TOTALVI(BaseModel):
 
     module_class = TOTALVAE
     # A query's frozen encoder learns nothing from hidden proteins: it reads its whole panel.
-    query_init_params: ClassVar[dict[str, Any]] = {"protein_panel_dropout": 0.0}
+    query_hyperparameters: ClassVar[dict[str, Any]] = {"protein_panel_dropout": 0.0}
 
     @classmethod
     def setup_anndata(
@@ -500,104 +367,35 @@ class TOTALVI(BaseModel):
         continuous_covariate_keys: Sequence[str] | None = None,
     ) -> None:
         """Validate and register RNA counts, protein counts ``adata.obsm[key]``
-        ``(n_cells, n_proteins)`` (a DataFrame names the proteins) and covariates; the
-        registry records which proteins each batch measured."""
-        registry = register_anndata(
-            adata,
-            cls.__name__,
-            layer=layer,
-            batch_key=batch_key,
-            categorical_covariate_keys=categorical_covariate_keys,
-            continuous_covariate_keys=continuous_covariate_keys,
-            protein_expression_obsm_key=protein_expression_obsm_key,
-        )
-        if not registry.protein_names:
-            raise ValueError(
-                f"adata.obsm[{protein_expression_obsm_key!r}] has no protein columns: "
-                "totalVI needs protein counts (use SCVI for RNA alone)."
-            )
+        ``(n_cells, n_proteins)`` (a DataFrame names the proteins; dense or sparse) and
+        covariates; the registry records which proteins each batch measured."""
+        cls.register_fields(adata, [
+            CountsField(layer),
+            CategoricalField(batch_key, categorical_covariate_keys),
+            ContinuousField(continuous_covariate_keys),
+            ProteinField(protein_expression_obsm_key),
+        ])
 
-    def __init__(
-        self,
-        adata: AnnData,
-        n_latent: int = 20,
-        n_hidden: int = 256,
-        n_layers_encoder: int = 2,
-        n_layers_decoder: int = 2,
-        dropout_rate: float = 0.2,
-        gene_likelihood: GeneLikelihood = "nb",
-        encode_covariates: bool = True,
-        use_batch_norm: bool = True,
-        use_layer_norm: bool = False,
-        center_protein_input: bool = True,
-        protein_panel_dropout: float = 0.0,
-        seed: int = 0,
-    ) -> None:
-        if gene_likelihood not in ("nb", "zinb"):
-            raise ValueError(f"gene_likelihood must be 'nb' or 'zinb', got {gene_likelihood!r}.")
-        super().__init__(
-            adata,
-            seed=seed,
-            n_latent=n_latent,
-            n_hidden=n_hidden,
-            n_layers_encoder=n_layers_encoder,
-            n_layers_decoder=n_layers_decoder,
-            dropout_rate=dropout_rate,
-            gene_likelihood=gene_likelihood,
-            encode_covariates=encode_covariates,
-            use_batch_norm=use_batch_norm,
-            use_layer_norm=use_layer_norm,
-            center_protein_input=center_protein_input,
-            protein_panel_dropout=protein_panel_dropout,
-        )
+    @property
+    def _proteins(self) -> ProteinField:
+        return self.registry.fields["protein"]  # type: ignore[return-value]
 
-    def _protein_observed(self) -> np.ndarray:
-        return np.asarray(self.registry.protein_observed, dtype=bool).reshape(
-            self.registry.n_batch, len(self.registry.protein_names)
-        )
+    def _set_background_prior(self, batches: slice) -> None:
+        """The prior of ``log β`` of the batch codes ``batches``, fitted to this model's
+        data (``scprob.models.protein_background``)."""
+        _, proteins = self._proteins.values(self.adata)
+        batch = self.registry.categorical.extract(self.adata, self.registry.fields)[:, 0]
+        mean, sd = background_prior_from_data(proteins, batch, self._proteins.observed_mask)
+        self.module.set_background_prior(torch.as_tensor(mean[batches]),
+                                         torch.as_tensor(sd[batches]), batches)
 
-    def _background_prior(self, adata: AnnData) -> tuple[np.ndarray, np.ndarray]:
-        proteins = protein_counts(adata, self.registry.protein_expression_obsm_key)
-        batch = category_codes(adata, self.registry)[:, 0]
-        return background_prior_from_data(proteins, batch, self._protein_observed())
+    def initialise_from_data(self) -> None:
+        self._set_background_prior(slice(None))
 
-    def build_module(self, **module_kwargs: Any) -> TOTALVAE:
-        prior_mean, prior_sd = self._background_prior(self.adata)
-        return TOTALVAE(
-            n_genes=len(self.registry.gene_names),
-            n_proteins=len(self.registry.protein_names),
-            protein_observed=torch.as_tensor(self._protein_observed()),
-            background_prior_mean=torch.as_tensor(prior_mean, dtype=torch.float32),
-            background_prior_sd=torch.as_tensor(prior_sd, dtype=torch.float32),
-            n_categories=self.registry.n_categories,
-            n_continuous=len(self.registry.continuous_covariate_keys),
-            **module_kwargs,
-        )
-
-    # scArches ---------------------------------------------------------------------------
-    @classmethod
-    def load_query_data(
-        cls,
-        query_adata: AnnData,
-        reference_model: TOTALVI,
-        freeze_dropout: bool = True,
-        min_gene_overlap: float = 0.5,
-    ) -> TOTALVI:
-        """scArches surgery (``scprob.models.surgery``): a query model with the reference's
-        frozen weights and trainable rows for the query's new categories. The query is
-        aligned to the reference's genes and protein panel; reference proteins missing from
-        the query's panel are masked for its batches. The background prior of each new
-        batch is initialised from the query's own counts, as the reference's was."""
-        model = build_query_model(cls, query_adata, reference_model, freeze_dropout,
-                                  min_gene_overlap)
-        prior_mean, prior_sd = model._background_prior(model.adata)
-        n_reference_batches = model.registry.n_reference_categories[
-            model.registry.batch_column]
-        new = slice(n_reference_batches, None)
-        model.module.set_background_prior(
-            torch.as_tensor(prior_mean[new]), torch.as_tensor(prior_sd[new]), new
-        )
-        return model
+    def after_surgery(self) -> None:
+        """A new batch's background prior comes from the query's own counts, as the
+        reference's came from its own."""
+        self._set_background_prior(slice(self.registry.categorical.n_reference_rows[0], None))
 
     # queries ----------------------------------------------------------------------------
     def get_latent_representation(
@@ -615,65 +413,16 @@ class TOTALVI(BaseModel):
         """
         if refine_steps < 0:
             raise ValueError(f"refine_steps must be ≥ 0, got {refine_steps}.")
-        if refine_steps:
-            torch.manual_seed(self.seed)
-            self.module.eval()
-            idx = self._default_indices(adata, indices)
-            parts = [self.module.refine_latent(b, refine_steps)["qz_mean"].cpu().numpy()
-                     for b in self.batches(adata, idx, batch_size)]
-            return np.concatenate(parts)
-        key = "qz_mean" if give_mean else "z"
-        return self._map_batches(
-            lambda b: self.module.inference(b["x"], b["protein"], b["cat"], b["cont"])[key],
-            adata, indices, batch_size,
-        )
+        if not refine_steps:
+            return super().get_latent_representation(adata, indices, give_mean, batch_size)
+        torch.manual_seed(self.seed)
+        self.module.eval()
+        idx = self._indices(adata, indices)
+        parts = [self.module.refine_latent(b, refine_steps)["qz_mean"].cpu().numpy()
+                 for b in self.batches(adata, idx, batch_size)]
+        return np.concatenate(parts)
 
-    def _batch_code(self, transform_batch: str | None) -> int | None:
-        if transform_batch is None:
-            return None
-        known = self.registry.categories[self.registry.batch_column]
-        if str(transform_batch) not in known:
-            raise ValueError(f"transform_batch {transform_batch!r} is not one of {known}.")
-        return known.index(str(transform_batch))
-
-    def _decoded(
-        self,
-        fn: Callable[[Tensor, dict[str, Tensor]], Tensor],
-        adata: AnnData | None,
-        indices: np.ndarray | None,
-        transform_batch: str | None,
-        n_samples: int,
-        batch_size: int,
-    ) -> np.ndarray:
-        """Average of ``fn(x, generative output)`` ``(n, k)`` over ``n_samples`` posterior
-        draws (the posterior means when ``n_samples == 1``), every cell decoded as
-        ``transform_batch`` if given."""
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
-        code = self._batch_code(transform_batch)
-
-        def decode(b: Batch) -> Tensor:
-            q = self.module.inference(b["x"], b["protein"], b["cat"], b["cont"])
-            cat = b["cat"].clone()
-            if code is not None:
-                cat[:, 0] = code
-            total = 0.0
-            for _ in range(n_samples):
-                z = q["qz_mean"] if n_samples == 1 else q["z"]
-                p = self.module.generative(z, q["log_library"], cat, b["cont"],
-                                           sample_background=n_samples > 1)
-                total = total + fn(b["x"], p)
-            return total / n_samples
-
-        return self._map_batches(decode, adata, indices, batch_size)
-
-    def _frame(self, values: np.ndarray, adata: AnnData | None, indices: np.ndarray | None,
-               columns: list[str]) -> pd.DataFrame:
-        source = adata if adata is not None else self.adata
-        obs_names = source.obs_names[self._default_indices(adata, indices)]
-        return pd.DataFrame(values, index=obs_names, columns=columns)
-
-    def get_normalized_expression(
+    def get_normalized_expression(  # type: ignore[override]
         self,
         adata: AnnData | None = None,
         indices: np.ndarray | None = None,
@@ -688,12 +437,12 @@ class TOTALVI(BaseModel):
 
         RNA: ``ρ`` times ``library_size`` (``"latent"``: each cell's observed library).
         Protein: the expected foreground ``(1 − π) α β``, plus the background ``π β`` with
-        ``include_protein_background``. Unmeasured proteins are predicted (imputed) like
-        measured ones. From the posterior means (``n_samples=1``) or averaged over
-        ``n_samples`` draws; ``transform_batch`` decodes every cell as that batch.
+        ``include_protein_background``; unmeasured proteins are imputed like measured ones.
+        From the posterior means (``n_samples=1``) or averaged over ``n_samples`` draws;
+        ``transform_batch`` decodes every cell as that batch.
         """
 
-        def expression(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        def expression(p: dict[str, Tensor]) -> Tensor:
             rna = p["mu"] if library_size == "latent" else p["scale"] * library_size
             probability_background = torch.sigmoid(p["background_logits"])
             protein = (1.0 - probability_background) * p["foreground"]
@@ -721,45 +470,14 @@ class TOTALVI(BaseModel):
     ) -> pd.DataFrame | np.ndarray:
         """``1 − π``: the posterior probability that each protein count is foreground
         (the cell carries the epitope), ``(n_cells, n_proteins)``."""
-        values = self._decoded(lambda x, p: torch.sigmoid(-p["background_logits"]),
+        values = self._decoded(lambda p: torch.sigmoid(-p["background_logits"]),
                                adata, indices, transform_batch, n_samples, batch_size)
         if return_numpy:
             return values
         return self._frame(values, adata, indices, self.registry.protein_names)
 
-    def _evaluation_indices(self, adata: AnnData | None, indices: np.ndarray | None
-                            ) -> np.ndarray:
-        if indices is not None or adata is not None:
-            return self._default_indices(adata, indices)
-        return self.validation_indices if len(self.validation_indices) else self.train_indices
-
-    def get_elbo(
-        self, adata: AnnData | None = None, indices: np.ndarray | None = None,
-        batch_size: int = 1024,
-    ) -> float:
-        """Mean per-cell ELBO (one-sample estimate, seeded), by default on the held-out
-        validation cells."""
-        torch.manual_seed(self.seed)
-        idx = self._evaluation_indices(adata, indices)
-        return float(self._map_batches(lambda b: self.module.loss(b).elbo, adata, idx,
-                                       batch_size).mean())
-
-    def get_reconstruction_error(
-        self, adata: AnnData | None = None, indices: np.ndarray | None = None,
-        batch_size: int = 1024,
-    ) -> dict[str, float]:
-        """Mean per-cell ``−log p(x, y | z, β)`` over measured entries, by default on the
-        validation cells."""
-        torch.manual_seed(self.seed)
-        idx = self._evaluation_indices(adata, indices)
-        ll = self._map_batches(lambda b: self.module.loss(b).reconstruction, adata, idx,
-                               batch_size)
-        return {"reconstruction_loss": float(-ll.mean())}
-
     @property
     def protein_observed(self) -> pd.DataFrame:
         """Which proteins each batch measured, ``(n_batch, n_proteins)`` bool."""
-        registry: Registry = self.registry
-        return pd.DataFrame(self._protein_observed(),
-                            index=registry.categories[registry.batch_column],
-                            columns=registry.protein_names)
+        return pd.DataFrame(self._proteins.observed_mask, index=self.registry.batch_categories,
+                            columns=self.registry.protein_names)

@@ -94,7 +94,9 @@ class CovariateLinear(nn.Module):
             return self.category_tables[k]
         return torch.cat([self.category_tables[k], new])
 
-    def forward(self, h: Tensor, cat: Tensor | None = None, cont: Tensor | None = None) -> Tensor:
+    def forward(
+        self, h: Tensor, categorical: Tensor | None = None, continuous: Tensor | None = None
+    ) -> Tensor:
         n_tables = len(self.category_tables)
         bias = self.linear.bias
         # Every one-hot row sums to 1, so the bias can ride on the first table's rows
@@ -110,12 +112,12 @@ class CovariateLinear(nn.Module):
                 # directions are then one small matrix product, where indexing would
                 # scatter-add the gradient of every selected row (several times slower on
                 # a CPU for a few categories; past ~64 the product costs more).
-                one_hot = F.one_hot(cat[:, k], table.shape[0]).to(out.dtype)
+                one_hot = F.one_hot(categorical[:, k], table.shape[0]).to(out.dtype)
                 out = out.addmm_(one_hot, table)
             else:
-                out = out + table[cat[:, k]]
+                out = out + table[categorical[:, k]]
         if self.continuous_weight is not None:
-            out = out.addmm_(cont, self.continuous_weight)
+            out = out.addmm_(continuous, self.continuous_weight)
         return out
 
 
@@ -151,20 +153,25 @@ class FCLayers(nn.Module):
                     n_continuous if covariates_here else 0,
                 )
             )
-            if use_batch_norm:
-                # Small momentum and eps as in scVI: minibatch statistics of sparse counts
-                # are noisy, and running averages must not chase them.
-                self.norms.append(nn.BatchNorm1d(n_hidden, momentum=0.01, eps=1e-3))
-            elif use_layer_norm:
-                self.norms.append(nn.LayerNorm(n_hidden, elementwise_affine=False))
-            else:
-                self.norms.append(nn.Identity())
+            self.norms.append(_normalisation(n_hidden, use_batch_norm, use_layer_norm))
         self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else nn.Identity()
 
-    def forward(self, h: Tensor, cat: Tensor | None = None, cont: Tensor | None = None) -> Tensor:
+    def forward(
+        self, h: Tensor, categorical: Tensor | None = None, continuous: Tensor | None = None
+    ) -> Tensor:
         for layer, norm in zip(self.layers, self.norms, strict=True):
-            h = self.dropout(torch.relu(norm(layer(h, cat, cont))))
+            h = self.dropout(torch.relu(norm(layer(h, categorical, continuous))))
         return h
+
+
+def _normalisation(n_hidden: int, use_batch_norm: bool, use_layer_norm: bool) -> nn.Module:
+    if use_batch_norm:
+        # Small momentum and eps as in scVI: minibatch statistics of sparse counts are
+        # noisy, and running averages must not chase them.
+        return nn.BatchNorm1d(n_hidden, momentum=0.01, eps=1e-3)
+    if use_layer_norm:
+        return nn.LayerNorm(n_hidden, elementwise_affine=False)
+    return nn.Identity()
 
 
 class Encoder(nn.Module):
@@ -203,10 +210,10 @@ class Encoder(nn.Module):
         self.var_eps = var_eps
 
     def forward(
-        self, h: Tensor, cat: Tensor | None = None, cont: Tensor | None = None
+        self, h: Tensor, categorical: Tensor | None = None, continuous: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        q = self.hidden(h, cat, cont)
-        mean = self.mean(q)
-        var = torch.exp(self.log_var(q)) + self.var_eps
+        hidden = self.hidden(h, categorical, continuous)
+        mean = self.mean(hidden)
+        var = torch.exp(self.log_var(hidden)) + self.var_eps
         z = mean + var.sqrt() * torch.randn_like(mean)
         return mean, var, z
