@@ -30,7 +30,7 @@ from scarches_helpers import (
 from workflow_helpers import limit_threads, logged_to, write_csv
 
 from scprob.models import TOTALVI
-from scprob.models.surgery import n_trainable_parameters
+from scprob.nn.surgery import n_trainable_parameters
 
 log = logging.getLogger(snakemake.rule)
 

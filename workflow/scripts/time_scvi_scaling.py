@@ -29,8 +29,7 @@ from scaling_timing import measure, paper_train_size, warmup_indices, write_reco
 from workflow_helpers import limit_threads, logged_to, write_csv
 
 from scprob.models import SCVI
-from scprob.nn.distributions import likelihood_kernel
-from scprob.train import AUTO_COMPILE_ENTRIES
+from scprob.train import should_compile
 
 log = logging.getLogger(snakemake.rule)
 
@@ -71,14 +70,15 @@ def main(
         # long enough to repay it; the warm-up then compiles it too, so the timed fit
         # reuses the kernel instead of paying seconds of compilation inside the timing.
         n_train = round(train_size * n_cells)
-        compile_kernel = n_train * adata.n_vars * max_epochs >= AUTO_COMPILE_ENTRIES
+        compile_kernel = should_compile("auto", n_train, adata.n_vars, max_epochs)
         warm = adata[warmup_indices(adata.obs, categorical_keys, warmup_cells)].copy()
         SCVI.setup_anndata(warm, **setup)
-        _, warmup = measure(lambda: SCVI(warm, seed=seed).train(
+        warm_model = SCVI(warm, seed=seed)
+        _, warmup = measure(lambda: warm_model.train(
             **{**train_kwargs, "max_epochs": 1, "limit_train_batches": 2, "train_size": 0.9},
             plan_kwargs={"compile": compile_kernel}))
         log.info("warm-up on %d cells: %.1f s (likelihood kernel: %s)", warm.n_obs,
-                 warmup.seconds, likelihood_kernel())
+                 warmup.seconds, warm_model.likelihood_kernel)
         del warm
 
     SCVI.setup_anndata(adata, **setup)
@@ -100,7 +100,7 @@ def main(
         "n_genes": adata.n_vars,
         "threads": threads,
         "device": str(model.device),
-        "likelihood_kernel": likelihood_kernel(),
+        "likelihood_kernel": model.likelihood_kernel,
         "epochs": epochs,
         "max_epochs": max_epochs,
         "early_stopped": epochs < max_epochs,

@@ -10,7 +10,7 @@ together: it knows no modality.
 A field's values reach the module under its ``name`` in every minibatch: ``"x"`` (counts,
 ``(n, n_genes)``), ``"categorical"`` (codes ``(n, n_columns)``, the batch first),
 ``"continuous"`` ``(n, n_continuous)``, ``"protein"`` ``(n, n_proteins)``, ``"labels"``
-``(n,)``, ``"size_factor"`` ``(n,)``.
+``(n,)``.
 """
 
 from __future__ import annotations
@@ -83,6 +83,13 @@ def present_categories(adata: AnnData, key: str, role: str) -> list[str]:
     return sorted(set(values))
 
 
+def _lookup(container: Any, key: str, role: str, where: str, fix: str) -> Any:
+    if key not in container:
+        raise ValueError(f"{role} {key!r} is not in {where} (available: "
+                         f"{sorted(container)}). {fix}")
+    return container[key]
+
+
 def _key_list(keys: Sequence[str] | str | None, role: str) -> list[str]:
     keys = [] if keys is None else ([keys] if isinstance(keys, str) else list(keys))
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
@@ -152,15 +159,9 @@ class CountsField(Field):
         return "adata.X" if self.layer is None else f"adata.layers[{self.layer!r}]"
 
     def matrix(self, adata: AnnData) -> CellValues:
-        x = adata.X
-        if self.layer is not None:
-            if self.layer not in adata.layers:
-                raise ValueError(
-                    f"layer {self.layer!r} is not in adata.layers (available: "
-                    f"{sorted(adata.layers)}). Pass layer=None to use adata.X, or the name "
-                    "of the layer holding raw counts."
-                )
-            x = adata.layers[self.layer]
+        x = adata.X if self.layer is None else _lookup(
+            adata.layers, self.layer, "layer", "adata.layers",
+            "Pass layer=None to use adata.X, or the name of the layer holding raw counts.")
         if sp.issparse(x):
             return x.tocsr() if x.format != "csr" else x
         if isinstance(x, np.ndarray):
@@ -406,27 +407,6 @@ class LabelsField(Field):
 
 
 @dataclass
-class SizeFactorField(Field):
-    """A positive per-cell size factor ``(n_cells,)`` from ``adata.obs[key]``."""
-
-    name: ClassVar[str] = "size_factor"
-    key: str = ""
-
-    def register(self, adata: AnnData, fields: dict[str, Field]) -> None:
-        self.extract(adata, fields)
-
-    def extract(self, adata: AnnData, fields: dict[str, Field]) -> np.ndarray:
-        values = ContinuousField([self.key])._column(adata, self.key)
-        if (values <= 0).any():
-            first = int(np.argmax(values <= 0))
-            raise ValueError(
-                f"size factor {self.key!r} must be positive, but cell "
-                f"{adata.obs_names[first]!r} has {values[first]}: drop empty cells first."
-            )
-        return values.astype(np.float32)
-
-
-@dataclass
 class ProteinField(Field):
     """Protein counts ``(n_cells, n_proteins)`` in ``adata.obsm[obsm_key]`` (a DataFrame
     names the proteins; dense or sparse), and which proteins each batch measured:
@@ -440,13 +420,8 @@ class ProteinField(Field):
 
     def values(self, adata: AnnData) -> tuple[list[str], np.ndarray]:
         """Protein names and counts as float32, validated as raw counts."""
-        if self.obsm_key not in adata.obsm:
-            raise ValueError(
-                f"protein_expression_obsm_key {self.obsm_key!r} is not in adata.obsm "
-                f"(available: {sorted(adata.obsm)}). Store the protein counts there "
-                "(cells × proteins)."
-            )
-        proteins = adata.obsm[self.obsm_key]
+        proteins = _lookup(adata.obsm, self.obsm_key, "protein_expression_obsm_key",
+                           "adata.obsm", "Store the protein counts there (cells × proteins).")
         if isinstance(proteins, pd.DataFrame):
             names, values = [str(c) for c in proteins.columns], proteins.to_numpy(np.float32)
         else:
@@ -566,8 +541,7 @@ MODULE_INPUTS = frozenset({"n_genes", "n_categories", "n_continuous", "n_labels"
 
 FIELD_TYPES: dict[str, type[Field]] = {
     cls.__name__: cls
-    for cls in (CountsField, CategoricalField, ContinuousField, LabelsField, SizeFactorField,
-                ProteinField)
+    for cls in (CountsField, CategoricalField, ContinuousField, LabelsField, ProteinField)
 }
 
 
