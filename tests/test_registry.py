@@ -95,3 +95,34 @@ def test_model_on_unregistered_anndata() -> None:
 def test_non_numeric_continuous_covariate(counts_adata) -> None:
     with pytest.raises(ValueError, match="continuous covariate 'donor' is not numeric"):
         SCVI.setup_anndata(counts_adata, continuous_covariate_keys=["donor"])
+
+
+def test_registry_survives_an_h5ad_round_trip(tmp_path) -> None:
+    from scprob.models import TOTALVI
+    from tests.test_totalvi import make_cite_seq_adata
+
+    adata = make_cite_seq_adata()
+    TOTALVI.setup_anndata(adata, batch_key="batch", continuous_covariate_keys=None)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    import anndata as ad
+
+    reread = get_registry(ad.read_h5ad(tmp_path / "a.h5ad"), "TOTALVI")
+    assert reread.to_dict() == get_registry(adata).to_dict()
+    assert reread.fields["protein"].observed_mask.shape == (reread.n_batch, 8)
+
+
+def test_labels_field_codes_labels_and_names_unseen_ones(counts_adata) -> None:
+    from scprob.data.fields import CountsField, LabelsField
+    from scprob.data.registry import register_fields
+
+    registry = register_fields(counts_adata, "Labelled", [CountsField(), LabelsField("cluster")])
+    assert registry.fields["labels"].categories == ["0", "1", "2"]
+    data = registry.cell_data(counts_adata)
+    np.testing.assert_array_equal(data.values["labels"].numpy(),
+                                  counts_adata.obs["cluster"].astype(int).to_numpy())
+    other = counts_adata.copy()
+    other.obs["cluster"] = other.obs["cluster"].cat.add_categories("9")
+    other.obs.loc[other.obs_names[0], "cluster"] = "9"
+    with pytest.raises(ValueError, match=r"labels_key 'cluster' has labels the model has not "
+                                         r"seen: \['9'\]"):
+        registry.cell_data(other)

@@ -13,8 +13,8 @@ import scipy.sparse as sp
 import torch
 
 from scprob.models import TOTALVI
-from scprob.nn.surgery import n_trainable_parameters
 from scprob.models.protein_background import background_prior_from_data
+from scprob.nn.surgery import n_trainable_parameters
 
 FAST = {"max_epochs": 3, "batch_size": 64, "enable_progress_bar": False}
 SMALL = {"n_latent": 4, "n_hidden": 32}
