@@ -80,22 +80,19 @@ barely (only ``obs`` grows): the full 486,134 cells take about 5 CPU minutes and
 
 from __future__ import annotations
 
-import numbers
-import os
-import secrets
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anndata as ad
-import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from anndata.abc import CSRDataset
 from scipy.special import expit, logit
+
+from scprob.data.checks import check_integer
+from scprob.data.io import atomic_h5ad, write_csr_rows, write_h5ad_annotations
 
 # ---------------------------------------------------------------------------------------
 # Atlas metadata (see the module docstring for what is exact and what is approximate).
@@ -296,12 +293,6 @@ _SOURCE_ENRICHMENT: dict[str, dict[str, float]] = {
     "Sanger-CD45": {**{t: 0.2 for t in CELL_TYPES}, **dict.fromkeys(_CARDIOMYOCYTES, 0.01),
                     **dict.fromkeys(_IMMUNE, 30.0)},
 }  # fmt: skip
-
-# Elements per HDF5 chunk of X's data, indices and indptr (256 KB of float32).
-_HDF5_CHUNK_ELEMENTS = 1 << 16
-
-# Rows per read of the source file and per append to the output (subsample_and_select_hvg).
-_READ_CHUNK_CELLS = 20_000
 
 
 def _normalized(values: Sequence[float]) -> np.ndarray:
@@ -669,17 +660,10 @@ def _uns(n_genes: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _check_integer(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-
-
 def _check_simulation_arguments(n_cells: int, n_genes: int, seed: int) -> None:
-    _check_integer("n_cells", n_cells, 1)
-    _check_integer("seed", seed, 0)
-    _check_integer("n_genes", n_genes, 1)
+    check_integer("n_cells", n_cells, 1)
+    check_integer("seed", seed, 0)
+    check_integer("n_genes", n_genes, 1)
     if n_genes < MIN_GENES:
         raise ValueError(
             f"n_genes={n_genes} is too small: the simulator needs {len(NAMED_GENES)} named "
@@ -690,7 +674,7 @@ def _check_simulation_arguments(n_cells: int, n_genes: int, seed: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Public API: simulate in memory, write in chunks, subsample + HVG.
+# Public API: simulate in memory, or write in chunks.
 # ---------------------------------------------------------------------------------------
 
 
@@ -744,7 +728,7 @@ def write_heart_atlas(
         ValueError: if an argument is not an integer or out of range.
     """
     _check_simulation_arguments(n_cells, n_genes, seed)
-    _check_integer("chunk_size", chunk_size, 1)
+    check_integer("chunk_size", chunk_size, 1)
     if Path(path).is_dir():
         raise ValueError(f"{str(path)!r} is a folder; pass the path of the h5ad file to write.")
     model = _build_model(n_genes, seed)
@@ -755,198 +739,11 @@ def write_heart_atlas(
             block_obs.append(block.obs)
             yield block.counts
 
-    with _atomic_h5ad(path) as handle:
-        _write_csr_rows(handle, counts_of_blocks(), n_genes, chunk_size)
-        _write_annotations(
+    with atomic_h5ad(path) as handle:
+        write_csr_rows(handle, counts_of_blocks(), n_genes, chunk_size)
+        write_h5ad_annotations(
             handle,
             obs=_obs_frame(block_obs, n_cells),
             var=_var_frame(model),
             uns=_uns(n_genes, seed),
         )
-
-
-def subsample_and_select_hvg(
-    src_h5ad: str | Path,
-    out_h5ad: str | Path,
-    n_cells: int,
-    n_top_genes: int = 4000,
-    seed: int = 0,
-    batch_key: str | None = None,
-) -> None:
-    """The paper's runtime data sets: a random subset of cells, then its top seurat_v3 genes.
-
-    Reads ``src_h5ad`` (CSR ``X`` of raw counts, e.g. from ``write_heart_atlas``) in
-    chunks of contiguous rows, keeps ``n_cells`` rows drawn without replacement by
-    ``numpy.random.default_rng(seed)`` (sorted, in file order; all rows when ``n_cells``
-    is the file's size), ranks the genes of that subset with scanpy's
-    ``highly_variable_genes(flavor="seurat_v3", n_top_genes=n_top_genes)`` on the raw
-    counts (``scprob.data.hvg``), and writes the subset restricted to the selected genes
-    (in their original order) to ``out_h5ad`` atomically. ``obs`` keeps every column (and
-    all category levels); ``var`` gains scanpy's ``highly_variable``, ``means``,
-    ``variances``, ``variances_norm`` and ``highly_variable_rank``; ``uns["subsample"]``
-    and ``uns["hvg"]`` record what was done. Memory: the subset's CSR matrix twice, since
-    scanpy's seurat_v3 copies the rows of each batch (``data[batch == b]``), plus one
-    chunk; measured 2.0 GB peak for 100,000 of 100,000 cells × 6,000 genes, so about
-    9 GB for all 486,134 cells.
-
-    Raises:
-        ValueError: if ``src_h5ad`` is not an h5ad with a CSR ``X``, ``n_cells`` exceeds
-            its number of cells (or is < 2), ``n_top_genes`` exceeds its number of genes,
-            ``batch_key`` is not an ``obs`` column, ``out_h5ad`` is ``src_h5ad``, or the
-            counts are not raw (negative or non-integer).
-        ModuleNotFoundError: if scanpy's seurat_v3 dependency scikit-misc is missing.
-    """
-    from scprob.data.hvg import highly_variable_genes_seurat_v3
-
-    src, out = Path(src_h5ad), Path(out_h5ad)
-    if not src.is_file():
-        raise ValueError(f"{str(src)!r} is not a file; pass the path of an h5ad to subsample.")
-    if out.resolve() == src.resolve():
-        raise ValueError("out_h5ad must differ from src_h5ad; write the subsample elsewhere.")
-    _check_integer("n_cells", n_cells, 2)
-    _check_integer("n_top_genes", n_top_genes, 1)
-    _check_integer("seed", seed, 0)
-
-    with h5py.File(src, "r") as handle:
-        if "X" not in handle or handle["X"].attrs.get("encoding-type") != "csr_matrix":
-            raise ValueError(
-                f"{str(src)!r} has no CSR X; write the counts as a CSR matrix "
-                "(e.g. with write_heart_atlas)."
-            )
-        matrix = ad.io.sparse_dataset(handle["X"])
-        total, n_genes = matrix.shape
-        if n_cells > total:
-            raise ValueError(
-                f"n_cells={n_cells} exceeds the {total} cells of {str(src)!r}; pass "
-                f"n_cells <= {total}."
-            )
-        if n_top_genes > n_genes:
-            raise ValueError(
-                f"n_top_genes={n_top_genes} exceeds the {n_genes} genes of {str(src)!r}; "
-                f"pass n_top_genes <= {n_genes}."
-            )
-        obs = ad.io.read_elem(handle["obs"])
-        if batch_key is not None and batch_key not in obs:
-            raise ValueError(
-                f"batch_key {batch_key!r} is not an obs column of {str(src)!r}; choose one "
-                f"of {list(obs.columns)} or pass None."
-            )
-        var = ad.io.read_elem(handle["var"])
-        uns = dict(ad.io.read_elem(handle["uns"])) if "uns" in handle else {}
-
-        if n_cells == total:
-            rows = np.arange(total)
-        else:
-            rows = np.sort(np.random.default_rng(seed).choice(total, n_cells, replace=False))
-        counts = _read_rows(handle["X"], matrix, rows)
-
-    subset = ad.AnnData(X=counts, obs=obs.iloc[rows], var=var)
-    table = highly_variable_genes_seurat_v3(subset, n_top_genes, batch_key=batch_key)
-    selected = np.flatnonzero(table["highly_variable"].to_numpy())
-    hvg_columns = list(table.columns)
-    var_out = pd.concat(
-        [var.drop(columns=hvg_columns, errors="ignore").iloc[selected],
-         table[hvg_columns].iloc[selected]],
-        axis=1,
-    )  # fmt: skip
-    uns["hvg"] = {"flavor": "seurat_v3", "n_top_genes": int(n_top_genes),
-                  "batch_key": batch_key or ""}  # fmt: skip
-    uns["subsample"] = {"source": src.name, "n_cells_source": int(total),
-                        "n_cells": int(n_cells), "seed": int(seed)}  # fmt: skip
-
-    def selected_rows() -> Iterator[sp.csr_matrix]:
-        for start in range(0, n_cells, _READ_CHUNK_CELLS):
-            yield counts[start : start + _READ_CHUNK_CELLS][:, selected]
-
-    with _atomic_h5ad(out) as handle:
-        _write_csr_rows(handle, selected_rows(), selected.size, _READ_CHUNK_CELLS)
-        _write_annotations(handle, obs=subset.obs, var=var_out, uns=uns)
-
-
-# ---------------------------------------------------------------------------------------
-# h5ad streaming.
-# ---------------------------------------------------------------------------------------
-
-
-def _read_rows(group: h5py.Group, matrix: CSRDataset, rows: np.ndarray) -> sp.csr_matrix:
-    """Rows ``rows`` (sorted) of the on-disk CSR ``matrix`` as an in-memory CSR float32.
-
-    The result's arrays are allocated once at their final size (row lengths come from
-    the stored ``indptr``) and filled chunk by chunk, each chunk one contiguous read from
-    its first to its last wanted row, so the peak is the result plus one chunk.
-    """
-    row_lengths = np.diff(group["indptr"][...])[rows]
-    indptr = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(row_lengths, out=indptr[1:])
-    data = np.empty(int(indptr[-1]), dtype=np.float32)
-    indices = np.empty(int(indptr[-1]), dtype=np.int32)
-    for start in range(0, int(matrix.shape[0]), _READ_CHUNK_CELLS):
-        first, last = np.searchsorted(rows, [start, start + _READ_CHUNK_CELLS])
-        if first == last:
-            continue
-        low, high = int(rows[first]), int(rows[last - 1]) + 1
-        chunk = sp.csr_matrix(matrix[low:high])[rows[first:last] - low]
-        data[indptr[first] : indptr[last]] = chunk.data
-        indices[indptr[first] : indptr[last]] = chunk.indices
-    return sp.csr_matrix((data, indices, indptr), shape=(rows.size, int(matrix.shape[1])))
-
-
-@contextmanager
-def _atomic_h5ad(path: str | Path) -> Iterator[h5py.File]:
-    """An h5py file under a temporary name beside ``path``, renamed to ``path`` on success
-    and deleted on any error (so ``path`` is either complete or untouched)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
-    try:
-        with h5py.File(temporary, "w") as handle:
-            yield handle
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def _write_csr_rows(
-    handle: h5py.File, row_blocks: Iterable[sp.csr_matrix], n_vars: int, chunk_size: int
-) -> None:
-    """Write ``X`` as CSR float32 from consecutive row blocks, ``chunk_size`` rows per
-    append. ``indptr`` is int64 so that files with more than 2**31 stored values work."""
-    ad.io.write_elem(
-        handle,
-        "X",
-        sp.csr_matrix((0, n_vars), dtype=np.float32),
-        # Explicit HDF5 chunks: for an empty resizable dataset h5py would guess tiny ones
-        # (1 element for indptr, 1,024 for data), whose index then grows with the file
-        # (resident memory of ~0.4 GB per 100,000 cells, and slow reads).
-        dataset_kwargs={"indptr_dtype": np.int64, "chunks": (_HDF5_CHUNK_ELEMENTS,)},
-    )
-    on_disk = ad.io.sparse_dataset(handle["X"])
-    pending: list[sp.csr_matrix] = []
-    pending_rows = 0
-    for block in row_blocks:
-        pending.append(block)
-        pending_rows += block.shape[0]
-        if pending_rows >= chunk_size:
-            on_disk.append(sp.vstack(pending, format="csr", dtype=np.float32))
-            pending, pending_rows = [], 0
-    if pending:
-        on_disk.append(sp.vstack(pending, format="csr", dtype=np.float32))
-
-
-def _write_annotations(
-    handle: h5py.File, obs: pd.DataFrame, var: pd.DataFrame, uns: dict[str, Any]
-) -> None:
-    """Everything of an h5ad besides ``X``, as ``anndata.write_h5ad`` lays it out."""
-    n_obs, n_vars = handle["X"].attrs["shape"]
-    if (len(obs), len(var)) != (n_obs, n_vars):
-        raise ValueError(
-            f"obs/var have {len(obs)} × {len(var)} entries but X is {n_obs} × {n_vars}."
-        )
-    ad.io.write_elem(handle, "obs", obs)
-    ad.io.write_elem(handle, "var", var)
-    for key in ("obsm", "varm", "obsp", "varp", "layers"):
-        ad.io.write_elem(handle, key, {})
-    ad.io.write_elem(handle, "uns", uns)
-    handle.attrs["encoding-type"] = "anndata"
-    handle.attrs["encoding-version"] = "0.1.0"
