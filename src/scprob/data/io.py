@@ -76,6 +76,72 @@ def _require_file(path: str | Path) -> Path:
     return path
 
 
+def _matrix_members(archive: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
+    """The archive's one ``matrix.mtx``, ``features.tsv`` and ``barcodes.tsv`` (``.gz`` or
+    not, in any folder), keyed by their names without ``.gz``."""
+    found: dict[str, tarfile.TarInfo] = {}
+    for member in archive.getmembers():
+        if not member.isfile() or _is_junk(member.name):
+            continue
+        base = PurePosixPath(member.name).name.removesuffix(".gz")
+        if base not in _MATRIX_FILES:
+            continue
+        if base in found:
+            raise ValueError(
+                f"{str(path)!r} holds two {base} files ({found[base].name!r} and "
+                f"{member.name!r}); pack one filtered_feature_bc_matrix per archive."
+            )
+        found[base] = member
+    missing = [name for name in _MATRIX_FILES if name not in found]
+    if missing:
+        hint = (" (genes.tsv is the Cell Ranger v2 layout; this reader expects v3)"
+                if "features.tsv" in missing else "")
+        raise ValueError(f"{str(path)!r} lacks {missing}{hint}: expected a Cell Ranger "
+                         "v3 filtered_feature_bc_matrix folder.")
+    return found
+
+
+def _read_tsv(raw: bytes) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(raw), sep="\t", header=None, dtype=str,
+                       keep_default_na=False)
+
+
+def _features_table(raw: bytes, path: Path) -> pd.DataFrame:
+    """``features.tsv`` as columns ``id``, ``name``, ``feature_type``, one row a feature."""
+    features = _read_tsv(raw)
+    if features.shape[1] < 3:
+        raise ValueError(f"features.tsv in {str(path)!r} has {features.shape[1]} columns; "
+                         "Cell Ranger v3 writes id, name and feature type.")
+    features = features.iloc[:, :3].set_axis(["id", "name", "feature_type"], axis=1)
+    unsupported = sorted(set(features["feature_type"]) - {GENE_EXPRESSION, ANTIBODY_CAPTURE})
+    if unsupported:
+        raise ValueError(f"unsupported feature types {unsupported} in {str(path)!r}; this "
+                         f"reader splits {GENE_EXPRESSION!r} and {ANTIBODY_CAPTURE!r} only.")
+    return features
+
+
+def _split_rna_and_antibodies(
+    counts: sp.csr_matrix, features: pd.DataFrame, barcodes: pd.Series
+) -> ad.AnnData:
+    """``counts`` ``(n_barcodes, n_features)`` split by feature type into RNA ``X`` and
+    the antibody DataFrame ``obsm["protein_expression"]``."""
+    is_gene = (features["feature_type"] == GENE_EXPRESSION).to_numpy()
+    obs = pd.DataFrame(index=pd.Index(barcodes.to_numpy(), name="barcode"))
+    genes = features[is_gene]
+    var = pd.DataFrame({"gene_ids": genes["id"].to_numpy()},
+                       index=pd.Index(genes["name"].to_numpy(), name="gene"))
+    rna = counts[:, np.flatnonzero(is_gene)]
+    adata = ad.AnnData(X=rna, obs=obs, var=var)
+    adata.var_names_make_unique()
+    adata.layers["counts"] = rna.copy()
+    antibodies = features[~is_gene]
+    adata.obsm[PROTEIN_KEY] = pd.DataFrame(
+        counts[:, np.flatnonzero(~is_gene)].toarray(), index=adata.obs_names,
+        columns=pd.Index(antibodies["name"].to_numpy(), name="protein"),
+    )
+    return adata
+
+
 def read_10x_mtx_tar(path: str | Path) -> ad.AnnData:
     """A Cell Ranger v3 ``filtered_feature_bc_matrix.tar.gz``: RNA in ``X``, ADTs in obsm.
 
@@ -92,61 +158,19 @@ def read_10x_mtx_tar(path: str | Path) -> ad.AnnData:
     except tarfile.TarError as err:
         raise ValueError(f"{str(path)!r} is not a readable tar archive ({err}).") from err
     with archive:
-        found: dict[str, tarfile.TarInfo] = {}
-        for member in archive.getmembers():
-            if not member.isfile() or _is_junk(member.name):
-                continue
-            base = PurePosixPath(member.name).name.removesuffix(".gz")
-            if base in _MATRIX_FILES:
-                if base in found:
-                    raise ValueError(
-                        f"{str(path)!r} holds two {base} files ({found[base].name!r} and "
-                        f"{member.name!r}); pack one filtered_feature_bc_matrix per archive."
-                    )
-                found[base] = member
-        missing = [name for name in _MATRIX_FILES if name not in found]
-        if missing:
-            hint = (" (genes.tsv is the Cell Ranger v2 layout; this reader expects v3)"
-                    if "features.tsv" in missing else "")
-            raise ValueError(f"{str(path)!r} lacks {missing}{hint}: expected a Cell Ranger "
-                             "v3 filtered_feature_bc_matrix folder.")
+        found = _matrix_members(archive, path)
         raw = {name: _read_member(archive, found[name]) for name in _MATRIX_FILES}
 
     # MatrixMarket stores features × barcodes.
     counts = _as_csr_float32(scipy.io.mmread(io.BytesIO(raw["matrix.mtx"])).T)
-    features = pd.read_csv(io.BytesIO(raw["features.tsv"]), sep="\t", header=None,
-                           dtype=str, keep_default_na=False)
-    barcodes = pd.read_csv(io.BytesIO(raw["barcodes.tsv"]), sep="\t", header=None,
-                           dtype=str, keep_default_na=False)[0]
-    if features.shape[1] < 3:
-        raise ValueError(f"features.tsv in {str(path)!r} has {features.shape[1]} columns; "
-                         "Cell Ranger v3 writes id, name and feature type.")
-    features = features.iloc[:, :3].set_axis(["id", "name", "feature_type"], axis=1)
+    features = _features_table(raw["features.tsv"], path)
+    barcodes = _read_tsv(raw["barcodes.tsv"])[0]
     if counts.shape != (len(barcodes), len(features)):
         raise ValueError(
             f"matrix.mtx is {counts.shape[1]} features × {counts.shape[0]} barcodes but the "
             f"archive lists {len(features)} features and {len(barcodes)} barcodes."
         )
-    unsupported = sorted(set(features["feature_type"]) - {GENE_EXPRESSION, ANTIBODY_CAPTURE})
-    if unsupported:
-        raise ValueError(f"unsupported feature types {unsupported} in {str(path)!r}; this "
-                         f"reader splits {GENE_EXPRESSION!r} and {ANTIBODY_CAPTURE!r} only.")
-
-    is_gene = (features["feature_type"] == GENE_EXPRESSION).to_numpy()
-    obs = pd.DataFrame(index=pd.Index(barcodes.to_numpy(), name="barcode"))
-    genes = features[is_gene]
-    var = pd.DataFrame({"gene_ids": genes["id"].to_numpy()},
-                       index=pd.Index(genes["name"].to_numpy(), name="gene"))
-    rna = counts[:, np.flatnonzero(is_gene)]
-    adata = ad.AnnData(X=rna, obs=obs, var=var)
-    adata.var_names_make_unique()
-    adata.layers["counts"] = rna.copy()
-    antibodies = features[~is_gene]
-    adata.obsm[PROTEIN_KEY] = pd.DataFrame(
-        counts[:, np.flatnonzero(~is_gene)].toarray(), index=adata.obs_names,
-        columns=pd.Index(antibodies["name"].to_numpy(), name="protein"),
-    )
-    return adata
+    return _split_rna_and_antibodies(counts, features, barcodes)
 
 
 def read_h5ad_cite_seq(
