@@ -93,6 +93,7 @@ from scipy.special import expit, logit
 
 from scprob.data.checks import check_integer
 from scprob.data.io import atomic_h5ad, write_csr_rows, write_h5ad_annotations
+from scprob.data.simulate.common import pick_subset
 
 # ---------------------------------------------------------------------------------------
 # Atlas metadata (see the module docstring for what is exact and what is approximate).
@@ -375,111 +376,63 @@ def _cdf(probabilities: np.ndarray) -> np.ndarray:
     return cdf
 
 
-def _build_model(n_genes: int, seed: int) -> _HeartModel:
-    rng = np.random.default_rng([seed, _GENE_STREAM])
-    n_types, n_sources, n_donors = len(CELL_TYPES), len(CELL_SOURCES), len(DONORS)
-    n_mt, n_ribo = len(MT_GENES), len(RIBOSOMAL_GENES)
+@dataclass(frozen=True)
+class _GeneLayout:
+    """Gene names and groups ``(n_genes,)``, and the "other" genes (neither MT nor
+    ribosomal) that the expression model indexes from 0: ``column`` maps a named one to
+    its index there, ``background`` ``(n_background,)`` holds the background genes'."""
+
+    names: np.ndarray
+    group: np.ndarray
+    column: dict[str, int]
+    background: np.ndarray
+
+    @property
+    def n_other(self) -> int:
+        return len(self.column)
+
+
+def _gene_layout(n_genes: int) -> _GeneLayout:
+    """``MT-`` genes, ribosomal genes, markers, sex genes, lncRNAs, then background."""
     n_background = n_genes - len(NAMED_GENES)
     other_names = [
         *MARKER_GENES, *FEMALE_GENES, *MALE_GENES, *NUCLEAR_LNCRNAS,
         *background_gene_names(n_background),
     ]  # fmt: skip
-    gene_names = np.array([*MT_GENES, *RIBOSOMAL_GENES, *other_names])
     n_other = len(other_names)
-    column = {name: j for j, name in enumerate(other_names)}
-    background = np.arange(n_other - n_background, n_other)
-    gene_group = np.array(
-        ["mitochondrial"] * n_mt
-        + ["ribosomal"] * n_ribo
+    group = np.array(
+        ["mitochondrial"] * len(MT_GENES)
+        + ["ribosomal"] * len(RIBOSOMAL_GENES)
         + ["marker"] * len(MARKER_GENES)
         + ["sex"] * (len(FEMALE_GENES) + len(MALE_GENES))
         + ["nuclear_lncrna"] * len(NUCLEAR_LNCRNAS)
         + ["background"] * n_background
     )
-    type_index = {t: k for k, t in enumerate(CELL_TYPES)}
+    return _GeneLayout(
+        names=np.array([*MT_GENES, *RIBOSOMAL_GENES, *other_names]),
+        group=group,
+        column={name: j for j, name in enumerate(other_names)},
+        background=np.arange(n_other - n_background, n_other),
+    )
 
-    def pick(fraction: float) -> np.ndarray:
-        size = min(n_background, max(2, round(fraction * n_background)))
-        return np.sort(rng.choice(background, size=size, replace=False))
 
-    # ---- dispersion and the fixed MT / ribosomal splits --------------------------------
-    theta = np.exp(rng.uniform(*np.log(_THETA_RANGE), n_genes))
-    theta[: n_mt + n_ribo] = np.exp(rng.uniform(*np.log(_MT_RIBO_THETA_RANGE), n_mt + n_ribo))
-    mt_weights = _normalized(list(MT_GENE_WEIGHTS.values()))
-    mt_weights = _normalized(mt_weights * np.exp(rng.normal(0, _MT_RIBO_WEIGHT_SD, n_mt)))
-    ribo_weights = _normalized(np.exp(rng.normal(0.0, _MT_RIBO_WEIGHT_SD, n_ribo)))
-
-    # ---- baselines ---------------------------------------------------------------------
-    baseline = rng.normal(0.0, _BACKGROUND_BASELINE_SD, n_other)
-    for gene in MARKER_GENES:
-        baseline[column[gene]] = rng.normal(*_MARKER_BASELINE)
-    for gene in (*FEMALE_GENES, *MALE_GENES):
-        baseline[column[gene]] = _SEX_GENE_BASELINE
-    for gene, (level, _) in NUCLEAR_LNCRNAS.items():
-        baseline[column[gene]] = level
-
-    # ---- cell-type profiles: shared programs, type noise, markers ------------------------
-    type_profile = np.zeros((n_types, n_other))
-    for activities in _PROGRAMS.values():
-        genes = pick(_PROGRAM_GENE_FRACTION)
-        lfc = rng.uniform(*_PROGRAM_LFC, genes.size)
-        for cell_type, activity in activities.items():
-            type_profile[type_index[cell_type], genes] += activity * lfc
-    for k in range(n_types):
-        genes = pick(_TYPE_NOISE_FRACTION)
-        type_profile[k, genes] += rng.normal(0.0, _TYPE_NOISE_SD, genes.size)
-    for gene, marked_types in MARKER_GENES.items():
-        lfc = rng.uniform(*_MARKER_LFC)
-        for cell_type in marked_types:
-            type_profile[type_index[cell_type], column[gene]] += lfc
-
-    state_loadings = np.zeros((n_types, _N_STATE_DIMS, n_other))
-    for k in range(n_types):
-        genes = pick(_STATE_GENE_FRACTION)
-        state_loadings[k][:, genes] = rng.normal(
-            0.0, _STATE_LOADING_SD, (_N_STATE_DIMS, genes.size)
-        )
-
-    # ---- source and donor effects ----------------------------------------------------------
-    source_effect = rng.normal(0.0, _SOURCE_EFFECT_SD, (n_sources, n_other))
-    cytoplasmic = pick(_CYTOPLASMIC_FRACTION)
-    for s, source in enumerate(CELL_SOURCES):
-        if source in NUCLEI_SOURCES:
-            source_effect[s, cytoplasmic] += _NUCLEI_CYTOPLASMIC_LFC
-            for gene, (_, nuclei_lfc) in NUCLEAR_LNCRNAS.items():
-                source_effect[s, column[gene]] += nuclei_lfc
-    donor_effect = rng.normal(0.0, _DONOR_EFFECT_SD, (n_donors, n_other))
-    for d, donor in enumerate(DONORS):
-        if donor in FEMALE_DONORS:
-            donor_effect[d, [column[g] for g in FEMALE_GENES]] += _FEMALE_GENE_LFC
-        else:
-            donor_effect[d, [column[g] for g in MALE_GENES]] += _MALE_GENE_LFC
-
-    # ---- who is sampled: donors per source, types per source and donor --------------------
-    donor_weights = np.zeros((n_sources, n_donors))
-    for s, source in enumerate(CELL_SOURCES):
-        eligible = [DONORS.index(d) for d in DONORS_OF_SOURCE[source]]
-        donor_weights[s, eligible] = rng.dirichlet(
-            np.full(len(eligible), _DONOR_WEIGHT_CONCENTRATION)
-        )
-    tilt = np.exp(rng.normal(0.0, _DONOR_TYPE_TILT_SD, (n_donors, n_types)))
-    type_probabilities = SOURCE_CELL_TYPE_FRACTIONS[:, None, :] * tilt[None, :, :]
-
-    # ---- library size, mitochondrial and ribosomal fractions ------------------------------
-    depth_scale = n_genes / _REFERENCE_N_GENES
-    log_library = np.log([_MEDIAN_LIBRARY_SIZE[s] * depth_scale for s in CELL_SOURCES])
-    type_depth = np.array([_TYPE_DEPTH.get(t, 0.0) for t in CELL_TYPES])
-    donor_depth = rng.normal(0.0, _DONOR_DEPTH_SD, n_donors)
-    mt_source = logit([_MEDIAN_MT_FRACTION[s] for s in CELL_SOURCES])
-    mt_type = np.array([_MT_TYPE_LOGIT.get(t, 0.0) for t in CELL_TYPES])
-    mt_donor = rng.normal(0.0, _MT_DONOR_SD, n_donors)
-    mt_logit = mt_source[:, None, None] + mt_type[None, :, None] + mt_donor[None, None, :]
-    ribo_source = logit([_MEDIAN_RIBO_FRACTION[s] for s in CELL_SOURCES])
-    ribo_type = np.array([_RIBO_TYPE_LOGIT.get(t, 0.0) for t in CELL_TYPES])
-
+def _build_model(n_genes: int, seed: int) -> _HeartModel:
+    """All gene and donor parameters of ``(n_genes, seed)``, drawn from one generator by
+    the helpers below in a fixed order."""
+    rng = np.random.default_rng([seed, _GENE_STREAM])
+    genes = _gene_layout(n_genes)
+    theta, mt_weights, ribo_weights = _dispersion_and_splits(rng, n_genes)
+    baseline = _baselines(rng, genes)
+    type_profile = _type_profiles(rng, genes)
+    state_loadings = _state_loadings(rng, genes)
+    source_effect = _source_effects(rng, genes)
+    donor_effect = _donor_effects(rng, genes)
+    donor_cdf, type_cdf = _sampling_cdfs(rng)
+    log_library, type_depth, donor_depth = _library_depths(rng, n_genes)
+    mt_logit, ribo_logit = _mt_and_ribo_logits(rng)
     return _HeartModel(
-        gene_names=gene_names,
-        gene_group=gene_group,
+        gene_names=genes.names,
+        gene_group=genes.group,
         theta=theta,
         mt_weights=mt_weights,
         ribo_weights=ribo_weights,
@@ -488,14 +441,135 @@ def _build_model(n_genes: int, seed: int) -> _HeartModel:
         state_loadings=state_loadings,
         source_effect=source_effect,
         donor_effect=donor_effect,
-        donor_cdf=_cdf(donor_weights),
-        type_cdf=_cdf(type_probabilities),
+        donor_cdf=donor_cdf,
+        type_cdf=type_cdf,
         log_library=log_library,
         type_depth=type_depth,
         donor_depth=donor_depth,
         mt_logit=mt_logit,
-        ribo_logit=ribo_source[:, None] + ribo_type[None, :],
+        ribo_logit=ribo_logit,
     )
+
+
+def _dispersion_and_splits(
+    rng: np.random.Generator, n_genes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NB inverse dispersion ``(n_genes,)`` and the fixed splits of the mitochondrial
+    ``(13,)`` and ribosomal ``(80,)`` counts over their genes (each summing to 1)."""
+    n_mt, n_ribo = len(MT_GENES), len(RIBOSOMAL_GENES)
+    theta = np.exp(rng.uniform(*np.log(_THETA_RANGE), n_genes))
+    theta[: n_mt + n_ribo] = np.exp(rng.uniform(*np.log(_MT_RIBO_THETA_RANGE), n_mt + n_ribo))
+    mt_weights = _normalized(list(MT_GENE_WEIGHTS.values()))
+    mt_weights = _normalized(mt_weights * np.exp(rng.normal(0, _MT_RIBO_WEIGHT_SD, n_mt)))
+    ribo_weights = _normalized(np.exp(rng.normal(0.0, _MT_RIBO_WEIGHT_SD, n_ribo)))
+    return theta, mt_weights, ribo_weights
+
+
+def _baselines(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Log baseline abundance ``(n_other,)``: low for markers and sex genes, the lncRNAs'
+    fixed levels, random for the background."""
+    baseline = rng.normal(0.0, _BACKGROUND_BASELINE_SD, genes.n_other)
+    for gene in MARKER_GENES:
+        baseline[genes.column[gene]] = rng.normal(*_MARKER_BASELINE)
+    for gene in (*FEMALE_GENES, *MALE_GENES):
+        baseline[genes.column[gene]] = _SEX_GENE_BASELINE
+    for gene, (level, _) in NUCLEAR_LNCRNAS.items():
+        baseline[genes.column[gene]] = level
+    return baseline
+
+
+def _type_profiles(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Cell-type log-fold changes ``(n_types, n_other)``: shared programs, type noise,
+    then markers."""
+    type_index = {t: k for k, t in enumerate(CELL_TYPES)}
+    type_profile = np.zeros((len(CELL_TYPES), genes.n_other))
+    for activities in _PROGRAMS.values():
+        program_genes = pick_subset(rng, genes.background, _PROGRAM_GENE_FRACTION)
+        lfc = rng.uniform(*_PROGRAM_LFC, program_genes.size)
+        for cell_type, activity in activities.items():
+            type_profile[type_index[cell_type], program_genes] += activity * lfc
+    for k in range(len(CELL_TYPES)):
+        noisy = pick_subset(rng, genes.background, _TYPE_NOISE_FRACTION)
+        type_profile[k, noisy] += rng.normal(0.0, _TYPE_NOISE_SD, noisy.size)
+    for gene, marked_types in MARKER_GENES.items():
+        lfc = rng.uniform(*_MARKER_LFC)
+        for cell_type in marked_types:
+            type_profile[type_index[cell_type], genes.column[gene]] += lfc
+    return type_profile
+
+
+def _state_loadings(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Within-type continuous state loadings ``(n_types, n_state_dims, n_other)``, each
+    type on its own random background genes."""
+    loadings = np.zeros((len(CELL_TYPES), _N_STATE_DIMS, genes.n_other))
+    for k in range(len(CELL_TYPES)):
+        state_genes = pick_subset(rng, genes.background, _STATE_GENE_FRACTION)
+        loadings[k][:, state_genes] = rng.normal(
+            0.0, _STATE_LOADING_SD, (_N_STATE_DIMS, state_genes.size)
+        )
+    return loadings
+
+
+def _source_effects(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Log-fold changes per source ``(n_sources, n_other)``; nuclei lose cytoplasmic
+    transcripts and gain the nuclear lncRNAs."""
+    source_effect = rng.normal(0.0, _SOURCE_EFFECT_SD, (len(CELL_SOURCES), genes.n_other))
+    cytoplasmic = pick_subset(rng, genes.background, _CYTOPLASMIC_FRACTION)
+    for s, source in enumerate(CELL_SOURCES):
+        if source in NUCLEI_SOURCES:
+            source_effect[s, cytoplasmic] += _NUCLEI_CYTOPLASMIC_LFC
+            for gene, (_, nuclei_lfc) in NUCLEAR_LNCRNAS.items():
+                source_effect[s, genes.column[gene]] += nuclei_lfc
+    return source_effect
+
+
+def _donor_effects(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Log-fold changes per donor ``(n_donors, n_other)``, sex genes by the donor's sex."""
+    donor_effect = rng.normal(0.0, _DONOR_EFFECT_SD, (len(DONORS), genes.n_other))
+    for d, donor in enumerate(DONORS):
+        if donor in FEMALE_DONORS:
+            donor_effect[d, [genes.column[g] for g in FEMALE_GENES]] += _FEMALE_GENE_LFC
+        else:
+            donor_effect[d, [genes.column[g] for g in MALE_GENES]] += _MALE_GENE_LFC
+    return donor_effect
+
+
+def _sampling_cdfs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Who is sampled: cumulative P(donor | source) ``(n_sources, n_donors)`` and
+    P(type | source, donor) ``(n_sources, n_donors, n_types)``."""
+    donor_weights = np.zeros((len(CELL_SOURCES), len(DONORS)))
+    for s, source in enumerate(CELL_SOURCES):
+        eligible = [DONORS.index(d) for d in DONORS_OF_SOURCE[source]]
+        donor_weights[s, eligible] = rng.dirichlet(
+            np.full(len(eligible), _DONOR_WEIGHT_CONCENTRATION)
+        )
+    tilt = np.exp(rng.normal(0.0, _DONOR_TYPE_TILT_SD, (len(DONORS), len(CELL_TYPES))))
+    type_probabilities = SOURCE_CELL_TYPE_FRACTIONS[:, None, :] * tilt[None, :, :]
+    return _cdf(donor_weights), _cdf(type_probabilities)
+
+
+def _library_depths(
+    rng: np.random.Generator, n_genes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log median library size per source ``(n_sources,)`` (scaled with ``n_genes``), and
+    log depth shifts per type ``(n_types,)`` and per donor ``(n_donors,)``."""
+    depth_scale = n_genes / _REFERENCE_N_GENES
+    log_library = np.log([_MEDIAN_LIBRARY_SIZE[s] * depth_scale for s in CELL_SOURCES])
+    type_depth = np.array([_TYPE_DEPTH.get(t, 0.0) for t in CELL_TYPES])
+    donor_depth = rng.normal(0.0, _DONOR_DEPTH_SD, len(DONORS))
+    return log_library, type_depth, donor_depth
+
+
+def _mt_and_ribo_logits(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of the mitochondrial fraction ``(n_sources, n_types, n_donors)`` and of the
+    ribosomal fraction ``(n_sources, n_types)``, before per-cell noise."""
+    mt_source = logit([_MEDIAN_MT_FRACTION[s] for s in CELL_SOURCES])
+    mt_type = np.array([_MT_TYPE_LOGIT.get(t, 0.0) for t in CELL_TYPES])
+    mt_donor = rng.normal(0.0, _MT_DONOR_SD, len(DONORS))
+    mt_logit = mt_source[:, None, None] + mt_type[None, :, None] + mt_donor[None, None, :]
+    ribo_source = logit([_MEDIAN_RIBO_FRACTION[s] for s in CELL_SOURCES])
+    ribo_type = np.array([_RIBO_TYPE_LOGIT.get(t, 0.0) for t in CELL_TYPES])
+    return mt_logit, ribo_source[:, None] + ribo_type[None, :]
 
 
 # ---------------------------------------------------------------------------------------
