@@ -243,8 +243,8 @@ def write_csr_rows(
         "X",
         sp.csr_matrix((0, n_vars), dtype=np.float32),
         # Explicit HDF5 chunks: for an empty resizable dataset h5py would guess tiny ones
-        # (1 element for indptr, 1,024 for data), whose index then grows with the file
-        # (resident memory of ~0.4 GB per 100,000 cells, and slow reads).
+        # (1 element for indptr), whose index then grows with the file, and with it
+        # resident memory and read time (docs/simulators.md).
         dataset_kwargs={"indptr_dtype": np.int64, "chunks": (HDF5_CHUNK_ELEMENTS,)},
     )
     on_disk = ad.io.sparse_dataset(handle["X"])

@@ -1,31 +1,14 @@
 """Offline CITE-seq reference and COVID-19 query for the totalVI-scArches label-transfer study.
 
-The paper's Fig. 3 trains totalVI on a PBMC CITE-seq atlas (Hao et al. 2021: 24 batches of
-donor × time point, a ~200-protein panel, the proteins of five batches masked), maps a
-COVID-19 query (Su et al. 2020: new donors, a smaller panel, healthy / moderate / severe
-donors) into it with scArches, and transfers cell-type labels with a random forest on the
-latent space. This module simulates both datasets from one generative truth, the *world*:
-
-* **Cell types.** 21 PBMC types with atlas-like frequencies, arranged as a hierarchy
-  (compartment → lineage → type) plus cross-cutting cell states (naive, memory, effector,
-  cytotoxic). A type's RNA and protein programs are the sum of the programs of every node
-  and state it belongs to, so sister types differ only by their small type-specific
-  program. The rare subsets ``MAIT`` (CD8 lineage, effector and partly cytotoxic) and
-  ``CD4 CTL`` (CD4 lineage, effector and cytotoxic) therefore sit next to ``CD8 TEM`` and
-  ``CD4 TEM``, which is what makes their transfer non-trivial.
-* **RNA.** Negative-binomial counts: mean = library size × softmax(type logits + batch
-  log-fold changes), gene-specific inverse dispersion. Known marker genes carry their real
-  symbols (SLC4A10, KLRB1, CCR6, PRSS35 for MAIT; GZMH, PRF1, GNLY for cytotoxic cells …);
-  the other genes are ``GENE_0000`` ….
-* **Proteins**, following the totalVI generative story: each cell draws a background
-  intensity per protein from a log-normal whose mean depends on the batch, and a
-  Bernoulli foreground indicator with a type- and protein-specific probability; the
-  foreground mean is the background times a type-specific scaling ≥ 1; counts are
-  negative binomial. No per-cell protein library size enters (as in totalVI).
-
-The world is drawn from ``world_seed`` alone (and the numbers of genes and proteins), so
-``simulate_cite_seq_reference(world_seed=0)`` and ``simulate_cite_seq_query(world_seed=0)``
-agree even when called independently; the cells are drawn from ``seed``.
+``simulate_cite_seq_reference`` mimics a PBMC CITE-seq atlas (Hao et al. 2021: batches of
+donor × time point, a large panel, some batches' proteins masked) and
+``simulate_cite_seq_query`` a COVID-19 query (Su et al. 2020: new donors, healthy /
+moderate / severe, a smaller panel). Both return RNA counts ``(n_cells, n_genes)`` (CSR
+float32) and proteins ``obsm["protein_expression"]`` ``(n_cells, n_proteins)``, drawn from
+one generative truth, the *world* (``build_cite_seq_world``: 21 cell types as a hierarchy
+of gene and protein programs, totalVI's background / foreground protein model). The world
+comes from ``world_seed`` alone, so reference and query agree even when simulated
+independently; the cells come from ``seed``. The design: ``docs/simulators.md``.
 """
 
 from __future__ import annotations

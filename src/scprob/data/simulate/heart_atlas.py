@@ -1,81 +1,14 @@
 """Offline stand-in for the Heart Cell Atlas of the paper's runtime study (Supp. Fig. 2).
 
-The paper timed scVI and the scanpy baselines on subsamples of the Heart Cell Atlas
-(Litviňuková et al., Nature 588:466, 2020): 486,134 cells and nuclei from 14 donors,
-``cell_source`` (Harvard-Nuclei, Sanger-Nuclei, Sanger-Cells, Sanger-CD45) and ``donor``
-as categorical covariates, ``percent_mito`` and ``percent_ribo`` plus eight standard-normal
-random covariates as continuous ones (10 in all); each subsample of 5,000 ... 486,134 cells
-kept its 4,000 most variable genes (scanpy, ``flavor="seurat_v3"``). The atlas cannot be
-downloaded here, so this module simulates counts with the same covariates and the same
-kind of structure, at any size, without ever holding a dense ``n_cells × n_genes`` matrix.
-
-What is real and what is not. Real: the cell-type and source names, the number of cells,
-the 14 donor identifiers as the atlas's object names them (Harvard H2-H7, Sanger D1-D7 and
-D11; recalled, not re-read offline), the 13 mitochondrially
-encoded genes, the 80 ribosomal-protein genes and the canonical marker genes of each cell
-type. Approximate: the pooled cell-type proportions (``ATLAS_CELL_TYPE_FRACTIONS``) and the
-share of each source (``CELL_SOURCE_FRACTIONS``) are rounded values of the published atlas
-that could not be recounted offline; treat them as plausible, not exact. Simulation
-choices: which Sanger donors gave cells besides nuclei, the per-source enrichments, donor
-sexes, library sizes, mitochondrial and ribosomal fractions, and all expression values.
-
-Cells. Each cell draws its ``cell_source`` from ``CELL_SOURCE_FRACTIONS``, its donor among
-the donors of that source (Dirichlet(8) weights), and its ``cell_type`` from a composition
-that depends on the source (nuclei keep cardiomyocytes, dissociated cells lose them, CD45
-sorting enriches immune cells: ``_SOURCE_ENRICHMENT``) tilted per donor (log-normal,
-sd 0.3). The source compositions are solved so that the pooled composition over sources
-equals ``ATLAS_CELL_TYPE_FRACTIONS``. ``cont_cov_1`` ... ``cont_cov_8`` are independent
-standard normals, unrelated to the counts, as in the paper.
-
-Genes. ``n_genes`` (default 6,000) = 13 ``MT-`` genes, 80 ``RPS``/``RPL`` genes, the
-marker, sex and nuclear lncRNA genes (``NAMED_GENES``), and synthetic background genes
-``SIMGENE00001`` ... in that order. For cell ``n`` and any gene ``g`` that is neither
-mitochondrial nor ribosomal, the log relative abundance is
-
-    eta[n, g] = b[g]                          baseline: N(0, 1.4²) background, low for markers
-              + profile[type(n), g]           cell-type programs + type noise + markers
-              + u[n] · W[type(n), :, g]       within-type continuous state, u[n] ~ N(0, I_3)
-              + s[source(n), g]               source effect: N(0, 0.25²), and for nuclei
-                                              -1.2 on 8 % of genes (cytoplasmic transcripts)
-                                              and +2 / +1.5 on MALAT1 / NEAT1
-              + d[donor(n), g]                donor effect: N(0, 0.12²), XIST in female and
-                                              Y-linked genes in male donors
-
-Cell-type programs are shared gene modules (striated muscle, mural, vascular, stromal/ECM,
-immune, ...; ``_PROGRAMS``), each on 2 % of the background genes with log-fold changes
-U(0.7, 2.5) scaled by the type's activity; every type also shifts 15 % of background genes
-by N(0, 0.4²), and each marker gene gains U(3, 5) in its types. A cell's counts split into
-a mitochondrial fraction ``f_mt = expit(a_source + a_type + a_donor + N(0, 0.6²))``, a
-ribosomal fraction ``f_ribo = expit(c_source + c_type + N(0, 0.35²))`` and the rest, which
-follows ``softmax_g(eta[n, :])``: dissociated cells carry far more mitochondrial and
-ribosomal RNA than nuclei, cardiomyocytes more mitochondrial RNA, lymphocytes more
-ribosomal RNA. Counts are ``x[n, g] ~ NB(mean = L[n] · p[n, g], inverse dispersion
-theta[g])`` with ``theta`` log-uniform on [0.5, 20] ([5, 50] for MT/ribosomal genes) and a
-lognormal library size ``L[n]`` (median per source ``_MEDIAN_LIBRARY_SIZE`` at 6,000 genes,
-scaled by ``n_genes / 6000``; nuclei lower than cells) with type, donor and cell terms.
-``percent_mito`` and ``percent_ribo`` are then computed from the counts, as scanpy's
-``pct_counts_*`` (100 × counts of ``MT-`` / ``RPS``+``RPL`` genes / total counts; 0 for an
-empty cell).
-
-Storage. ``X`` is CSR ``float32`` holding integers: float32 is what the models and scanpy
-consume (no conversion on load), it represents every integer below 2**24 exactly, and it
-takes the same 4 bytes per stored value as int32.
-
-Random numbers. Gene and donor parameters come from ``default_rng([seed, 1])``; the cells
-come in fixed blocks of ``RNG_BLOCK_SIZE`` consecutive cells, block ``k`` from
-``default_rng([seed, 2, k])``, which draws the metadata of the whole block first and then
-the counts row by row. Cell ``i`` therefore depends only on ``seed``, ``n_genes`` and its
-block, never on ``chunk_size`` or ``n_cells``: a file written in chunks equals the
-in-memory simulation, and a smaller simulation is a prefix of a larger one. The numbers
-are bit-identical for a seed with the same numpy build on the same kind of CPU; numpy's
-vectorised ``exp`` and BLAS may round the last bit differently on another CPU, which can
-change a rare count.
-
-Cost (measured on this project's 2-core machine, 6,000 genes, default ``chunk_size``):
-writing 100,000 cells takes about 60 s of CPU (one core; most of it numpy's negative
-binomial draws), peaks at about 0.55 GB resident memory and gives a 0.9 GB file (about
-1,100 stored values per cell). Time and file size grow linearly with ``n_cells``, memory
-barely (only ``obs`` grows): the full 486,134 cells take about 5 CPU minutes and 4.4 GB.
+``simulate_heart_atlas`` (in memory) and ``write_heart_atlas`` (streamed to an h5ad) draw
+raw counts ``(n_cells, n_genes)``, CSR float32, with the study's covariates: categorical
+``cell_source`` and ``donor``, continuous ``percent_mito``, ``percent_ribo`` (computed from
+the counts) and eight standard-normal ``cont_cov_*``. Expression follows cell type, source,
+donor and a within-type state, as in the atlas (Litviňuková et al. 2020), at any size and
+without a dense ``n_cells × n_genes`` matrix. Cells come in RNG blocks of
+``RNG_BLOCK_SIZE``, so a cell's data depend only on ``seed``, ``n_genes`` and its block: a
+chunked file equals the in-memory simulation and a smaller simulation is a prefix of a
+larger one. The design, what is real and the measured cost: ``docs/simulators.md``.
 """
 
 from __future__ import annotations
@@ -96,7 +29,7 @@ from scprob.data.io import atomic_h5ad, write_csr_rows, write_h5ad_annotations
 from scprob.data.simulate.common import pick_subset
 
 # ---------------------------------------------------------------------------------------
-# Atlas metadata (see the module docstring for what is exact and what is approximate).
+# Atlas metadata (docs/simulators.md says what is exact and what is approximate).
 # ---------------------------------------------------------------------------------------
 
 ATLAS_N_CELLS = 486_134
@@ -202,7 +135,7 @@ MIN_GENES = len(NAMED_GENES) + MIN_BACKGROUND_GENES
 BACKGROUND_PREFIX = "SIMGENE"
 
 # ---------------------------------------------------------------------------------------
-# Model constants (see the module docstring).
+# Model constants (docs/simulators.md describes the model).
 # ---------------------------------------------------------------------------------------
 
 RNG_BLOCK_SIZE = 1024
@@ -753,7 +686,7 @@ def _check_simulation_arguments(n_cells: int, n_genes: int, seed: int) -> None:
 
 
 def simulate_heart_atlas(n_cells: int, n_genes: int = 6000, seed: int = 0) -> ad.AnnData:
-    """Simulate Heart-Cell-Atlas-like counts in memory (small sizes; see the module doc).
+    """Simulate Heart-Cell-Atlas-like counts in memory (small sizes).
 
     Args:
         n_cells: number of cells (any positive size; memory grows with it, so write large

@@ -1,75 +1,14 @@
 """Offline stand-in for the Drosophila wing-disc myoblast (AMP) atlas of the paper's Fig. 2.
 
-The real data (Everetts, Worley et al., eLife 10:e61276, 2021; GEO GSE155543) are 19,885
-adult muscle precursor (AMP) cells from four 10x runs: two larval time points (96 h and
-120 h after egg laying), two replicates each (batches ``96H1``, ``96H2``, ``120H1``,
-``120H2``). Cells of both sexes were pooled, and most AMPs proliferate, so cell cycle and
-sex are strong per-cell nuisance factors, observed through 55 nuisance genes (52 cell-cycle
-genes and the sex genes); batch is a sample-level nuisance; time point is wanted biology.
-
-Design of the simulated cells. Cell counts per batch follow the real AMP counts per batch
-(largest-remainder allocation, so they match exactly up to rounding). Each cell's state is
-drawn from the real frequencies of the ten AMP clusters (``DIR_1``: direct flight muscle
-precursors; ``IND_1`` … ``IND_9``: indirect flight muscle precursors) *of its time point*
-(both replicates pooled), so time point shifts state frequencies as in the atlas while the
-two replicates of a time point differ only technically. Each cell is male with the real
-male fraction of its batch. Every proportion is embedded below as the real cell counts
-(see ``REAL_AMP_*``), never read at run time.
-
-Generative model. For cell ``n`` and gene ``g`` the log relative abundance is
-
-    eta[n, g] = b[g]                                   gene baseline, N(0, 1.2²) for background
-              + state[n, g]                            cell-state program
-              + tau[g]   · 1{time point of n = 120H}   time-point program (wanted)
-              + a_S[g]   · s(phi[n]) + a_G2M[g] · m(phi[n])   cell-cycle program
-              + c[g]     · 1{n is male}                sex program
-              + beta[batch of n, g]                    batch effect, N(0, 0.12²) per batch and gene
-
-and the counts are ``x[n, g] ~ NB(mean = L[n] · softmax_g(eta[n, :]), inverse dispersion
-theta[g])``, drawn as a gamma-Poisson mixture, with ``theta[g]`` log-uniform on
-[0.5, 20] (10x-like overdispersion). The library size is lognormal,
-``log L[n] = log(4,500 · n_genes / 2,000) + lambda[batch] + 0.25 · (cycle_score[n] - 0.5)
-+ N(0, 0.35²)`` with a per-batch depth shift ``lambda ~ N(0, 0.15²)``: a median of about
-4,500 UMIs for 2,000 genes, scaled with the number of simulated genes so that per-gene
-depth does not depend on it. Cycling cells are slightly larger (more UMIs), as in real
-data.
-
-*Cell states* are a low-dimensional structure: each state has a 6-d centroid (Direct vs
-Indirect compartment, position on a proximo-distal arc that orders ``IND_1`` … ``IND_9``,
-a maturity value, and two state-specific random coordinates); each cell sits at its
-state's centroid plus N(0, 0.2²) jitter, and 15 % of the background genes load on these
-coordinates with N(0, 0.7²) weights. The 31 marker genes carry explicit state effects
-(``_marker_state_effects``): compartment markers (``vg`` and ``salm`` on in all IND
-states, ``ct``, ``Lim1``, ``ems``, ``toe``, ``ap`` on in ``DIR_1``), spatial markers with
-a Gaussian bump along the IND arc, and progenitor (``twi``, ``zfh1``, ``Him``) versus
-differentiation genes (``Mef2``, ``nau``, ``sls``, ``Act57B``, ``kirre``, ``rst``,
-``hbs``) graded by maturity. The differentiation genes also rise at 120 h.
-
-*Time point*: 8 % of background genes get a log-fold change ``tau ~ N(0, 0.4²)`` at 120 h.
-
-*Cell cycle*: each cell has a phase ``phi`` uniform on the circle. The S and G2/M programs
-are von Mises bumps, ``s(phi) = exp(2 (cos(phi - 0.8 pi) - 1))`` and
-``m(phi) = exp(2 (cos(phi - 1.4 pi) - 1))``, in [0, 1]; the arc around ``phi = 0`` is G1,
-where both are low. ``cycle_score = 1 - (1 - s)(1 - m)`` in [0, 1] is the strength of the
-cycling program, the quantity a corrected latent should not encode. The 52 cell-cycle
-genes follow their phase strongly (``a ~ U(1.5, 3)``); 10 % of background genes follow S
-or G2/M moderately (``|a| ~ U(0.4, 1)``, 85 % up, 15 % down), because in real cells the
-cycle moves far more genes than a marker list holds, which is how it leaks into a latent.
-
-*Sex*: ``lncRNA:roX1`` and ``lncRNA:roX2`` are abundant in males and near zero in females
-(log-fold -7, leaving ambient-level counts); ``msl-2`` is male-biased (log-fold +1.2);
-4 % of background genes get a small sex effect (``|c| ~ U(0.4, 0.8)``, random sign),
-standing for sex-biased somatic genes and imperfect X dosage compensation. Without them
-two roX genes among thousands would barely move a latent space, whereas sex visibly
-structures the real uncorrected one (paper Fig. 2d).
-
-Cell cycle and sex are drawn independently of cell state and time point, so any
-association a method reports between them is an artefact. The background genes of each
-program are drawn independently, so a gene may carry several programs. What is simulated and what is
-real: batch sizes, time points, cluster names and frequencies, sex ratios and the 52
-cell-cycle genes are real; the expression values, the state-to-marker assignment (except
-the established IFM ``vg``-high / DFM ``ct``-high contrast) and the background gene names
-are synthetic.
+``simulate_wing_disc`` draws UMI counts ``(n_cells, n_genes)`` for the four batches of the
+real atlas (Everetts, Worley et al. 2021: two time points × two replicates), with each
+cell's state, time point, cell-cycle phase and sex as known ground truth, so that a method
+correcting for cell cycle and sex (55 nuisance genes) can be scored. Counts are negative
+binomial with mean ``L[n] · softmax_g(eta[n, :])``, where ``eta`` sums a gene baseline and
+the cell-state, time-point, cell-cycle, sex and batch programs. Batch sizes, time points,
+cluster frequencies, sex ratios and the cell-cycle genes are real (embedded below); the
+expression values are synthetic. The design, what is real and the rationale of each
+constant: ``docs/simulators.md``.
 """
 
 from __future__ import annotations
@@ -220,7 +159,7 @@ STATE_MATURITY: dict[str, float] = {
 }  # fmt: skip
 
 # ---------------------------------------------------------------------------------------
-# Model constants (see the module docstring).
+# Model constants (docs/simulators.md describes the model).
 # ---------------------------------------------------------------------------------------
 
 _MEDIAN_UMI_PER_2000_GENES = 4500.0
