@@ -1,19 +1,31 @@
-"""Readers of the real 10x PBMC CITE-seq files (skipped when ../shared/data is absent)."""
+"""Readers of the real 10x PBMC CITE-seq files (skipped when ../shared/data is absent), and
+the streamed h5ad writer and row reader."""
 
 from __future__ import annotations
 
 import io
 import re
 import tarfile
+from itertools import pairwise
 from pathlib import Path
 
+import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scprob.data.io import read_10x_mtx_tar, read_h5ad_cite_seq
-from scprob.data.simulate.cite_seq import concat_reference_query
+from scprob.data.combine import concat_reference_query
+from scprob.data.io import (
+    HDF5_CHUNK_ELEMENTS,
+    atomic_h5ad,
+    read_10x_mtx_tar,
+    read_csr_rows,
+    read_h5ad_cite_seq,
+    write_csr_rows,
+    write_h5ad_annotations,
+)
 
 FOLDER = "pbmc_cite_seq_10x"
 
@@ -121,8 +133,6 @@ def test_unreadable_inputs_raise_clear_errors(tmp_path: Path) -> None:
 
 
 def test_h5ad_without_named_proteins_is_rejected(tmp_path: Path) -> None:
-    import anndata as ad
-
     adata = ad.AnnData(np.ones((3, 2), dtype=np.float32))
     adata.obsm["protein_expression"] = np.ones((3, 4))
     adata.uns["protein_names"] = np.array(["A", "B", "C"])
@@ -135,3 +145,70 @@ def test_h5ad_without_named_proteins_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"has no obsm\['adt'\] \(obsm keys: "
                                          r"\['protein_expression'\]\); pass protein_key="):
         read_h5ad_cite_seq(path, protein_key="adt")
+
+
+# ---- streamed h5ad -----------------------------------------------------------------------
+
+
+def _random_counts(n_rows: int, n_cols: int, seed: int) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = rng.poisson(0.4, (n_rows, n_cols)).astype(np.float32)
+    dense[3] = 0.0  # an empty row
+    return sp.csr_matrix(dense)
+
+
+def _frames(n_rows: int, n_cols: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    obs = pd.DataFrame({"group": pd.Categorical(["a", "b", "c"] * (n_rows // 3),
+                                                categories=["a", "b", "c", "unused"])},
+                       index=[f"cell_{i}" for i in range(n_rows)])
+    var = pd.DataFrame({"score": np.arange(n_cols, dtype=np.float64)},
+                       index=[f"gene_{j}" for j in range(n_cols)])
+    return obs, var
+
+
+def test_streamed_rows_round_trip_through_anndata(tmp_path: Path) -> None:
+    matrix = _random_counts(60, 25, seed=0)
+    obs, var = _frames(60, 25)
+    # Uneven blocks, flushed every 7 or more rows, the last flush partial.
+    edges = [0, 5, 6, 19, 33, 34, 52, 60]
+    blocks = (matrix[a:b] for a, b in pairwise(edges))
+    path = tmp_path / "out" / "streamed.h5ad"
+    with atomic_h5ad(path) as handle:
+        write_csr_rows(handle, blocks, n_vars=25, chunk_size=7)
+        write_h5ad_annotations(handle, obs=obs, var=var, uns={"note": "kept"})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["streamed.h5ad"]
+
+    back = ad.read_h5ad(path)
+    assert sp.isspmatrix_csr(back.X) and back.X.dtype == np.float32
+    np.testing.assert_array_equal(back.X.toarray(), matrix.toarray())
+    pd.testing.assert_frame_equal(back.obs, obs)
+    pd.testing.assert_frame_equal(back.var, var)
+    assert back.uns["note"] == "kept"
+    with h5py.File(path, "r") as handle:
+        assert handle["X"]["indptr"].dtype == np.int64
+        assert handle["X"]["data"].chunks == (HDF5_CHUNK_ELEMENTS,)
+
+
+def test_read_csr_rows_picks_rows_across_chunks(tmp_path: Path) -> None:
+    matrix = _random_counts(50, 12, seed=1)
+    path = tmp_path / "m.h5ad"
+    with atomic_h5ad(path) as handle:
+        write_csr_rows(handle, [matrix], n_vars=12, chunk_size=50)
+        rows = np.array([0, 3, 4, 17, 18, 40, 49])
+        picked = read_csr_rows(handle["X"], rows, chunk_rows=8)
+        everything = read_csr_rows(handle["X"], np.arange(50), chunk_rows=64)
+    assert picked.dtype == np.float32 and picked.shape == (7, 12)
+    np.testing.assert_array_equal(picked.toarray(), matrix[rows].toarray())
+    np.testing.assert_array_equal(everything.toarray(), matrix.toarray())
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path: Path) -> None:
+    path = tmp_path / "kept.h5ad"
+    path.write_bytes(b"previous content")
+    obs, var = _frames(6, 4)
+    with pytest.raises(ValueError, match=re.escape("obs/var have 6 × 4 entries but X is 9 × 4")):
+        with atomic_h5ad(path) as handle:
+            write_csr_rows(handle, [_random_counts(9, 4, seed=2)], n_vars=4, chunk_size=5)
+            write_h5ad_annotations(handle, obs=obs, var=var, uns={})
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.h5ad"]
+    assert path.read_bytes() == b"previous content"

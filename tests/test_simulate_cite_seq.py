@@ -12,11 +12,11 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
 
+from scprob.data.combine import concat_reference_query
 from scprob.data.simulate.cite_seq import (
     CELL_TYPES,
     QUERY_CORE_PROTEINS,
     build_cite_seq_world,
-    concat_reference_query,
     simulate_cite_seq_query,
     simulate_cite_seq_reference,
 )

@@ -1,10 +1,9 @@
-"""The Heart Cell Atlas stand-in: chunked writing, covariates, structure, subsample + HVG."""
+"""The Heart Cell Atlas stand-in: chunked writing, covariates, structure."""
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -16,7 +15,7 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from scprob.data import hvg
+from scprob.data import io
 from scprob.data.simulate import heart_atlas
 from scprob.data.simulate.heart_atlas import (
     ATLAS_CELL_TYPE_FRACTIONS,
@@ -30,7 +29,6 @@ from scprob.data.simulate.heart_atlas import (
     RNG_BLOCK_SIZE,
     SOURCE_CELL_TYPE_FRACTIONS,
     simulate_heart_atlas,
-    subsample_and_select_hvg,
     write_heart_atlas,
 )
 
@@ -47,14 +45,6 @@ def small() -> ad.AnnData:
 def small_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("heart") / "small.h5ad"
     write_heart_atlas(path, N_CELLS, N_GENES, SEED)
-    return path
-
-
-@pytest.fixture(scope="module")
-def paper_sized_genes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3,000 cells × the default 6,000 genes, for the paper's 4,000-gene selection."""
-    path = tmp_path_factory.mktemp("heart") / "genes6000.h5ad"
-    write_heart_atlas(path, 3000, seed=0)
     return path
 
 
@@ -87,7 +77,7 @@ def test_the_file_reads_backed_with_a_64_bit_indptr(small_file: Path) -> None:
     # Explicit HDF5 chunks: h5py's guess for an empty resizable dataset (1 element for
     # indptr) makes memory and read time grow with the file.
     for name in ("data", "indices", "indptr"):
-        assert backed.file["X"][name].chunks == (heart_atlas._HDF5_CHUNK_ELEMENTS,)
+        assert backed.file["X"][name].chunks == (io.HDF5_CHUNK_ELEMENTS,)
     backed.file.close()
 
 
@@ -111,7 +101,7 @@ def test_an_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch) -> Non
     def fail(*args, **kwargs):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(heart_atlas, "_write_annotations", fail)
+    monkeypatch.setattr(heart_atlas, "write_h5ad_annotations", fail)
     with pytest.raises(RuntimeError, match="interrupted"):
         write_heart_atlas(tmp_path / "new.h5ad", 300, N_GENES)
     with pytest.raises(RuntimeError, match="interrupted"):
@@ -230,75 +220,3 @@ def test_bad_arguments_raise_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is a folder; pass the path of the h5ad file"):
         write_heart_atlas(tmp_path, 10, MIN_GENES)
     assert not list(tmp_path.iterdir())
-
-
-# ---- subsample + highly variable genes ---------------------------------------------------
-
-
-def test_hvg_selects_exactly_4000_of_6000_genes_as_scanpy_does(
-    paper_sized_genes_file: Path, tmp_path: Path
-) -> None:
-    import scanpy as sc
-
-    out = tmp_path / "sub.h5ad"
-    subsample_and_select_hvg(paper_sized_genes_file, out, n_cells=2000, n_top_genes=4000)
-    sub = ad.read_h5ad(out)
-    assert sub.shape == (2000, 4000)
-    assert sub.var["highly_variable"].all()
-    assert sub.X.format == "csr" and sub.X.dtype == np.float32
-    assert sub.uns["hvg"]["flavor"] == "seurat_v3"
-
-    full = ad.read_h5ad(paper_sized_genes_file)
-    assert list(sub.var_names) == [g for g in full.var_names if g in set(sub.var_names)]
-    expected = full[sub.obs_names].copy()
-    sc.pp.highly_variable_genes(expected, flavor="seurat_v3", n_top_genes=4000)
-    assert set(expected.var_names[expected.var["highly_variable"]]) == set(sub.var_names)
-    assert (full[sub.obs_names, sub.var_names].X != sub.X).nnz == 0
-    pd.testing.assert_frame_equal(sub.obs, full.obs.loc[sub.obs_names])
-
-
-def test_subsample_is_seeded_and_sorted(small_file: Path, tmp_path: Path) -> None:
-    def cells(seed: int, name: str) -> list[str]:
-        subsample_and_select_hvg(small_file, tmp_path / name, 500, n_top_genes=100, seed=seed)
-        return list(ad.read_h5ad(tmp_path / name).obs_names)
-
-    first, again, other = cells(0, "a.h5ad"), cells(0, "b.h5ad"), cells(1, "c.h5ad")
-    assert first == again and first != other
-    assert first == sorted(first) and len(set(first)) == 500
-
-
-def test_subsample_of_all_cells_keeps_every_cell(small_file: Path, tmp_path: Path) -> None:
-    out = tmp_path / "all.h5ad"
-    subsample_and_select_hvg(small_file, out, N_CELLS, n_top_genes=150, batch_key="cell_source")
-    sub = ad.read_h5ad(out)
-    full = ad.read_h5ad(small_file)
-    assert list(sub.obs_names) == list(full.obs_names)
-    assert sub.n_vars == 150 and "highly_variable_nbatches" in sub.var
-
-
-def test_subsample_rejects_bad_requests(small_file: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out.h5ad"
-    with pytest.raises(ValueError, match=f"n_cells={N_CELLS + 1} exceeds the {N_CELLS} cells"):
-        subsample_and_select_hvg(small_file, out, N_CELLS + 1)
-    with pytest.raises(ValueError, match=f"n_top_genes=4000 exceeds the {N_GENES} genes"):
-        subsample_and_select_hvg(small_file, out, 100)
-    with pytest.raises(ValueError, match="batch_key 'batch' is not an obs column"):
-        subsample_and_select_hvg(small_file, out, 100, n_top_genes=50, batch_key="batch")
-    with pytest.raises(ValueError, match="out_h5ad must differ from src_h5ad"):
-        subsample_and_select_hvg(small_file, small_file, 100, n_top_genes=50)
-    assert not out.exists()
-
-
-def test_hvg_refuses_normalized_data(small: ad.AnnData) -> None:
-    normalized = small.copy()
-    normalized.X = normalized.X * 0.5
-    with pytest.raises(ValueError, match="non-integer values; seurat_v3 needs raw counts"):
-        hvg.highly_variable_genes_seurat_v3(normalized, n_top_genes=50)
-    with pytest.raises(ValueError, match=f"n_top_genes=0 is out of range.*{N_GENES} genes"):
-        hvg.highly_variable_genes_seurat_v3(small, n_top_genes=0)
-
-
-def test_a_missing_loess_names_the_package_to_install(small: ad.AnnData, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "skmisc.loess", None)  # makes the import fail
-    with pytest.raises(ModuleNotFoundError, match=re.escape(hvg.SCIKIT_MISC_PIN)):
-        hvg.highly_variable_genes_seurat_v3(small, n_top_genes=50)

@@ -9,7 +9,7 @@ import logging
 import anndata as ad
 from workflow_helpers import logged_to
 
-from scprob.data.simulate.heart_atlas import subsample_and_select_hvg
+from scprob.data.subsample import subsample_and_select_hvg
 
 log = logging.getLogger(snakemake.rule)
 

@@ -25,7 +25,7 @@ from scarches_helpers import (
 )
 from workflow_helpers import limit_threads, logged_to, write_csv
 
-from scprob.data.simulate.cite_seq import concat_reference_query
+from scprob.data.combine import concat_reference_query
 
 log = logging.getLogger(snakemake.rule)
 

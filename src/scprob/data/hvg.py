@@ -1,16 +1,10 @@
 """Highly variable genes as in the paper's runtime study: scanpy's ``flavor="seurat_v3"``.
 
-The paper (Methods, Runtime) selects the top 4,000 genes of every Heart Cell Atlas subsample
-with ``scanpy.pp.highly_variable_genes(flavor="seurat_v3")``. That flavour ranks genes by
-the variance of their counts after standardising each gene with a loess fit of log10
-variance on log10 mean (Stuart et al. 2019), so it needs *raw counts* and the loess of the
-``scikit-misc`` package (``skmisc.loess``), which scanpy imports only when this flavour is
-used. scanpy and scikit-misc are workflow dependencies, imported here lazily so that the
+``highly_variable_genes_seurat_v3`` ranks the genes of raw counts ``(n_cells, n_genes)``
+(dense or CSR) by their variance after a loess fit of log variance on log mean, the
+selection the paper applied to every Heart Cell Atlas subsample (4,000 genes). It needs
+scanpy and the loess of scikit-misc, workflow dependencies imported lazily so that the
 models do not need them.
-
-On a CSR matrix scanpy's seurat_v3 path works on the stored values (numba kernels) and
-makes no dense copy, but it copies the rows of each batch (``data[batch == b]``, all rows
-without a ``batch_key``), so its peak memory is about twice the CSR matrix.
 """
 
 from __future__ import annotations

@@ -12,17 +12,29 @@ interchangeable).
   by name if unwanted).
 * ``read_h5ad_cite_seq``: the old scvi-tools h5ad layout (dense ``X``, protein counts as a
   plain array in ``obsm["protein_expression"]``, names in ``uns["protein_names"]``).
+
+Streamed h5ad files, for matrices too large to hold twice: ``atomic_h5ad`` opens a file
+that appears under its name only once complete, ``write_csr_rows`` appends CSR row blocks
+to ``X`` ``(n_obs, n_vars)`` float32 (int64 ``indptr``), ``write_h5ad_annotations`` adds
+``obs``/``var``/``uns`` as ``anndata.write_h5ad`` lays them out, and ``read_csr_rows``
+reads chosen rows of an on-disk CSR ``X`` a chunk at a time.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import os
+import secrets
 import tarfile
 import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.io
@@ -32,6 +44,11 @@ PROTEIN_KEY = "protein_expression"
 GENE_EXPRESSION = "Gene Expression"
 ANTIBODY_CAPTURE = "Antibody Capture"
 _MATRIX_FILES = ("matrix.mtx", "features.tsv", "barcodes.tsv")
+
+# Elements per HDF5 chunk of a streamed X's data, indices and indptr (256 KB of float32).
+HDF5_CHUNK_ELEMENTS = 1 << 16
+# Rows per contiguous read of an on-disk CSR matrix (read_csr_rows).
+READ_CHUNK_ROWS = 20_000
 
 
 def _is_junk(name: str) -> bool:
@@ -59,6 +76,72 @@ def _require_file(path: str | Path) -> Path:
     return path
 
 
+def _matrix_members(archive: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
+    """The archive's one ``matrix.mtx``, ``features.tsv`` and ``barcodes.tsv`` (``.gz`` or
+    not, in any folder), keyed by their names without ``.gz``."""
+    found: dict[str, tarfile.TarInfo] = {}
+    for member in archive.getmembers():
+        if not member.isfile() or _is_junk(member.name):
+            continue
+        base = PurePosixPath(member.name).name.removesuffix(".gz")
+        if base not in _MATRIX_FILES:
+            continue
+        if base in found:
+            raise ValueError(
+                f"{str(path)!r} holds two {base} files ({found[base].name!r} and "
+                f"{member.name!r}); pack one filtered_feature_bc_matrix per archive."
+            )
+        found[base] = member
+    missing = [name for name in _MATRIX_FILES if name not in found]
+    if missing:
+        hint = (" (genes.tsv is the Cell Ranger v2 layout; this reader expects v3)"
+                if "features.tsv" in missing else "")
+        raise ValueError(f"{str(path)!r} lacks {missing}{hint}: expected a Cell Ranger "
+                         "v3 filtered_feature_bc_matrix folder.")
+    return found
+
+
+def _read_tsv(raw: bytes) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(raw), sep="\t", header=None, dtype=str,
+                       keep_default_na=False)
+
+
+def _features_table(raw: bytes, path: Path) -> pd.DataFrame:
+    """``features.tsv`` as columns ``id``, ``name``, ``feature_type``, one row a feature."""
+    features = _read_tsv(raw)
+    if features.shape[1] < 3:
+        raise ValueError(f"features.tsv in {str(path)!r} has {features.shape[1]} columns; "
+                         "Cell Ranger v3 writes id, name and feature type.")
+    features = features.iloc[:, :3].set_axis(["id", "name", "feature_type"], axis=1)
+    unsupported = sorted(set(features["feature_type"]) - {GENE_EXPRESSION, ANTIBODY_CAPTURE})
+    if unsupported:
+        raise ValueError(f"unsupported feature types {unsupported} in {str(path)!r}; this "
+                         f"reader splits {GENE_EXPRESSION!r} and {ANTIBODY_CAPTURE!r} only.")
+    return features
+
+
+def _split_rna_and_antibodies(
+    counts: sp.csr_matrix, features: pd.DataFrame, barcodes: pd.Series
+) -> ad.AnnData:
+    """``counts`` ``(n_barcodes, n_features)`` split by feature type into RNA ``X`` and
+    the antibody DataFrame ``obsm["protein_expression"]``."""
+    is_gene = (features["feature_type"] == GENE_EXPRESSION).to_numpy()
+    obs = pd.DataFrame(index=pd.Index(barcodes.to_numpy(), name="barcode"))
+    genes = features[is_gene]
+    var = pd.DataFrame({"gene_ids": genes["id"].to_numpy()},
+                       index=pd.Index(genes["name"].to_numpy(), name="gene"))
+    rna = counts[:, np.flatnonzero(is_gene)]
+    adata = ad.AnnData(X=rna, obs=obs, var=var)
+    adata.var_names_make_unique()
+    adata.layers["counts"] = rna.copy()
+    antibodies = features[~is_gene]
+    adata.obsm[PROTEIN_KEY] = pd.DataFrame(
+        counts[:, np.flatnonzero(~is_gene)].toarray(), index=adata.obs_names,
+        columns=pd.Index(antibodies["name"].to_numpy(), name="protein"),
+    )
+    return adata
+
+
 def read_10x_mtx_tar(path: str | Path) -> ad.AnnData:
     """A Cell Ranger v3 ``filtered_feature_bc_matrix.tar.gz``: RNA in ``X``, ADTs in obsm.
 
@@ -75,61 +158,19 @@ def read_10x_mtx_tar(path: str | Path) -> ad.AnnData:
     except tarfile.TarError as err:
         raise ValueError(f"{str(path)!r} is not a readable tar archive ({err}).") from err
     with archive:
-        found: dict[str, tarfile.TarInfo] = {}
-        for member in archive.getmembers():
-            if not member.isfile() or _is_junk(member.name):
-                continue
-            base = PurePosixPath(member.name).name.removesuffix(".gz")
-            if base in _MATRIX_FILES:
-                if base in found:
-                    raise ValueError(
-                        f"{str(path)!r} holds two {base} files ({found[base].name!r} and "
-                        f"{member.name!r}); pack one filtered_feature_bc_matrix per archive."
-                    )
-                found[base] = member
-        missing = [name for name in _MATRIX_FILES if name not in found]
-        if missing:
-            hint = (" (genes.tsv is the Cell Ranger v2 layout; this reader expects v3)"
-                    if "features.tsv" in missing else "")
-            raise ValueError(f"{str(path)!r} lacks {missing}{hint}: expected a Cell Ranger "
-                             "v3 filtered_feature_bc_matrix folder.")
+        found = _matrix_members(archive, path)
         raw = {name: _read_member(archive, found[name]) for name in _MATRIX_FILES}
 
     # MatrixMarket stores features × barcodes.
     counts = _as_csr_float32(scipy.io.mmread(io.BytesIO(raw["matrix.mtx"])).T)
-    features = pd.read_csv(io.BytesIO(raw["features.tsv"]), sep="\t", header=None,
-                           dtype=str, keep_default_na=False)
-    barcodes = pd.read_csv(io.BytesIO(raw["barcodes.tsv"]), sep="\t", header=None,
-                           dtype=str, keep_default_na=False)[0]
-    if features.shape[1] < 3:
-        raise ValueError(f"features.tsv in {str(path)!r} has {features.shape[1]} columns; "
-                         "Cell Ranger v3 writes id, name and feature type.")
-    features = features.iloc[:, :3].set_axis(["id", "name", "feature_type"], axis=1)
+    features = _features_table(raw["features.tsv"], path)
+    barcodes = _read_tsv(raw["barcodes.tsv"])[0]
     if counts.shape != (len(barcodes), len(features)):
         raise ValueError(
             f"matrix.mtx is {counts.shape[1]} features × {counts.shape[0]} barcodes but the "
             f"archive lists {len(features)} features and {len(barcodes)} barcodes."
         )
-    unsupported = sorted(set(features["feature_type"]) - {GENE_EXPRESSION, ANTIBODY_CAPTURE})
-    if unsupported:
-        raise ValueError(f"unsupported feature types {unsupported} in {str(path)!r}; this "
-                         f"reader splits {GENE_EXPRESSION!r} and {ANTIBODY_CAPTURE!r} only.")
-
-    is_gene = (features["feature_type"] == GENE_EXPRESSION).to_numpy()
-    obs = pd.DataFrame(index=pd.Index(barcodes.to_numpy(), name="barcode"))
-    genes = features[is_gene]
-    var = pd.DataFrame({"gene_ids": genes["id"].to_numpy()},
-                       index=pd.Index(genes["name"].to_numpy(), name="gene"))
-    rna = counts[:, np.flatnonzero(is_gene)]
-    adata = ad.AnnData(X=rna, obs=obs, var=var)
-    adata.var_names_make_unique()
-    adata.layers["counts"] = rna.copy()
-    antibodies = features[~is_gene]
-    adata.obsm[PROTEIN_KEY] = pd.DataFrame(
-        counts[:, np.flatnonzero(~is_gene)].toarray(), index=adata.obs_names,
-        columns=pd.Index(antibodies["name"].to_numpy(), name="protein"),
-    )
-    return adata
+    return _split_rna_and_antibodies(counts, features, barcodes)
 
 
 def read_h5ad_cite_seq(
@@ -170,3 +211,99 @@ def read_h5ad_cite_seq(
     adata.layers["counts"] = adata.X.copy()
     adata.var_names_make_unique()
     return adata
+
+
+@contextmanager
+def atomic_h5ad(path: str | Path) -> Iterator[h5py.File]:
+    """An h5py file under a temporary name beside ``path``, renamed to ``path`` on success
+    and deleted on any error, so ``path`` is either complete or untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    try:
+        with h5py.File(temporary, "w") as handle:
+            yield handle
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_csr_rows(
+    handle: h5py.File, row_blocks: Iterable[sp.csr_matrix], n_vars: int, chunk_size: int
+) -> None:
+    """Write ``X`` ``(n_rows, n_vars)`` CSR float32 from consecutive row blocks.
+
+    Blocks are gathered until ``chunk_size`` rows are pending, then appended in one go, so
+    memory holds one chunk of rows, never the whole matrix. ``indptr`` is int64 so that
+    files with more than 2**31 stored values work.
+    """
+    ad.io.write_elem(
+        handle,
+        "X",
+        sp.csr_matrix((0, n_vars), dtype=np.float32),
+        # Explicit HDF5 chunks: for an empty resizable dataset h5py would guess tiny ones
+        # (1 element for indptr), whose index then grows with the file, and with it
+        # resident memory and read time (docs/simulators.md).
+        dataset_kwargs={"indptr_dtype": np.int64, "chunks": (HDF5_CHUNK_ELEMENTS,)},
+    )
+    on_disk = ad.io.sparse_dataset(handle["X"])
+    pending: list[sp.csr_matrix] = []
+    pending_rows = 0
+    for block in row_blocks:
+        pending.append(block)
+        pending_rows += block.shape[0]
+        if pending_rows >= chunk_size:
+            on_disk.append(sp.vstack(pending, format="csr", dtype=np.float32))
+            pending, pending_rows = [], 0
+    if pending:
+        on_disk.append(sp.vstack(pending, format="csr", dtype=np.float32))
+
+
+def write_h5ad_annotations(
+    handle: h5py.File, obs: pd.DataFrame, var: pd.DataFrame, uns: dict[str, Any]
+) -> None:
+    """Everything of an h5ad besides ``X``, as ``anndata.write_h5ad`` lays it out.
+
+    ``obs`` ``(n_obs, ...)`` and ``var`` ``(n_vars, ...)`` must match the ``X`` already in
+    ``handle``; the other slots (``obsm``, ``layers`` ...) are written empty.
+    """
+    n_obs, n_vars = handle["X"].attrs["shape"]
+    if (len(obs), len(var)) != (n_obs, n_vars):
+        raise ValueError(
+            f"obs/var have {len(obs)} × {len(var)} entries but X is {n_obs} × {n_vars}."
+        )
+    ad.io.write_elem(handle, "obs", obs)
+    ad.io.write_elem(handle, "var", var)
+    for key in ("obsm", "varm", "obsp", "varp", "layers"):
+        ad.io.write_elem(handle, key, {})
+    ad.io.write_elem(handle, "uns", uns)
+    handle.attrs["encoding-type"] = "anndata"
+    handle.attrs["encoding-version"] = "0.1.0"
+
+
+def read_csr_rows(
+    group: h5py.Group, rows: np.ndarray, chunk_rows: int = READ_CHUNK_ROWS
+) -> sp.csr_matrix:
+    """Rows ``rows`` (sorted, unique) of the on-disk CSR matrix ``group``, as an in-memory
+    CSR float32 ``(len(rows), n_cols)``.
+
+    The result's arrays are allocated once at their final size (row lengths come from the
+    stored ``indptr``) and filled ``chunk_rows`` stored rows at a time, each a contiguous
+    read from the first to the last wanted row, so the peak is the result plus one chunk.
+    """
+    matrix = ad.io.sparse_dataset(group)
+    row_lengths = np.diff(group["indptr"][...])[rows]
+    indptr = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(row_lengths, out=indptr[1:])
+    data = np.empty(int(indptr[-1]), dtype=np.float32)
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    for start in range(0, int(matrix.shape[0]), chunk_rows):
+        first, last = np.searchsorted(rows, [start, start + chunk_rows])
+        if first == last:
+            continue
+        low, high = int(rows[first]), int(rows[last - 1]) + 1
+        chunk = sp.csr_matrix(matrix[low:high])[rows[first:last] - low]
+        data[indptr[first] : indptr[last]] = chunk.data
+        indices[indptr[first] : indptr[last]] = chunk.indices
+    return sp.csr_matrix((data, indices, indptr), shape=(rows.size, int(matrix.shape[1])))

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
+from pandas import Index
 
 # How many missing gene names an error message lists before "...".
 _N_NAMES_SHOWN = 5
@@ -30,21 +31,10 @@ def log_normalize(
     no counts stay all zero. Returns ``(n_cells, n_genes)`` float64 (float32 inputs stay
     float32).
     """
-    if counts.ndim != 2:
-        raise ValueError(
-            f"counts must be a 2-D (n_cells, n_genes) matrix, got shape {counts.shape}."
-        )
-    if target_sum is not None and not target_sum > 0:
-        raise ValueError(f"target_sum must be positive or None (median), got {target_sum}.")
-    stored = counts.data if sp.issparse(counts) else np.asarray(counts)
-    if stored.size and stored.min() < 0:
-        raise ValueError("counts must be non-negative; pass raw counts, not scaled data.")
+    _check_counts(counts, target_sum)
     totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
     if target_sum is None:
-        target_sum = float(np.median(totals)) if totals.size else 1.0
-        # An all-empty median (most cells zero) would scale everything to zero.
-        if target_sum <= 0:
-            target_sum = 1.0
+        target_sum = _median_total(totals)
     # Empty cells get scale 0, so they stay zero instead of dividing by zero.
     scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
 
@@ -58,6 +48,25 @@ def log_normalize(
         return csr
     dense = np.asarray(counts, dtype=dtype)
     return np.log1p(dense * scale[:, None].astype(dtype))
+
+
+def _check_counts(counts: np.ndarray | sp.spmatrix, target_sum: float | None) -> None:
+    if counts.ndim != 2:
+        raise ValueError(
+            f"counts must be a 2-D (n_cells, n_genes) matrix, got shape {counts.shape}."
+        )
+    if target_sum is not None and not target_sum > 0:
+        raise ValueError(f"target_sum must be positive or None (median), got {target_sum}.")
+    stored = counts.data if sp.issparse(counts) else np.asarray(counts)
+    if stored.size and stored.min() < 0:
+        raise ValueError("counts must be non-negative; pass raw counts, not scaled data.")
+
+
+def _median_total(totals: np.ndarray) -> float:
+    """The median of the cells' totals ``(n_cells,)``; 1 when that is 0 (or no cells),
+    since an all-empty median (most cells zero) would scale everything to zero."""
+    target_sum = float(np.median(totals)) if totals.size else 1.0
+    return 1.0 if target_sum <= 0 else target_sum
 
 
 def add_nuisance_covariates(
@@ -75,21 +84,7 @@ def add_nuisance_covariates(
     (e.g. ``"nuisance_lncRNA:roX1"``).
     """
     genes = list(genes)
-    if not genes:
-        raise ValueError("genes is empty; pass the nuisance gene names to condition on.")
-    if len(set(genes)) != len(genes):
-        duplicated = sorted({g for g in genes if genes.count(g) > 1})
-        raise ValueError(f"genes lists some names more than once: {duplicated}.")
-    missing = [g for g in genes if g not in adata.var_names]
-    if missing:
-        shown = ", ".join(missing[:_N_NAMES_SHOWN]) + (
-            ", ..." if len(missing) > _N_NAMES_SHOWN else ""
-        )
-        raise ValueError(
-            f"{len(missing)} of {len(genes)} nuisance genes are not in adata.var_names "
-            f"({shown}). Drop them from the list, or subset the genes only after adding "
-            "the covariates."
-        )
+    _check_nuisance_genes(genes, adata.var_names)
     if layer is not None and layer not in adata.layers:
         raise ValueError(
             f"layer {layer!r} is not in adata.layers (have {list(adata.layers)}); "
@@ -105,3 +100,22 @@ def add_nuisance_covariates(
     for key, column in zip(keys, values.T, strict=True):
         adata.obs[key] = column.astype(np.float32)
     return keys
+
+
+def _check_nuisance_genes(genes: list[str], var_names: Index) -> None:
+    """Non-empty, no name twice, every name a gene of the data."""
+    if not genes:
+        raise ValueError("genes is empty; pass the nuisance gene names to condition on.")
+    if len(set(genes)) != len(genes):
+        duplicated = sorted({g for g in genes if genes.count(g) > 1})
+        raise ValueError(f"genes lists some names more than once: {duplicated}.")
+    missing = [g for g in genes if g not in var_names]
+    if missing:
+        shown = ", ".join(missing[:_N_NAMES_SHOWN]) + (
+            ", ..." if len(missing) > _N_NAMES_SHOWN else ""
+        )
+        raise ValueError(
+            f"{len(missing)} of {len(genes)} nuisance genes are not in adata.var_names "
+            f"({shown}). Drop them from the list, or subset the genes only after adding "
+            "the covariates."
+        )

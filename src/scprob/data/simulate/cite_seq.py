@@ -1,36 +1,19 @@
 """Offline CITE-seq reference and COVID-19 query for the totalVI-scArches label-transfer study.
 
-The paper's Fig. 3 trains totalVI on a PBMC CITE-seq atlas (Hao et al. 2021: 24 batches of
-donor × time point, a ~200-protein panel, the proteins of five batches masked), maps a
-COVID-19 query (Su et al. 2020: new donors, a smaller panel, healthy / moderate / severe
-donors) into it with scArches, and transfers cell-type labels with a random forest on the
-latent space. This module simulates both datasets from one generative truth, the *world*:
-
-* **Cell types.** 21 PBMC types with atlas-like frequencies, arranged as a hierarchy
-  (compartment → lineage → type) plus cross-cutting cell states (naive, memory, effector,
-  cytotoxic). A type's RNA and protein programs are the sum of the programs of every node
-  and state it belongs to, so sister types differ only by their small type-specific
-  program. The rare subsets ``MAIT`` (CD8 lineage, effector and partly cytotoxic) and
-  ``CD4 CTL`` (CD4 lineage, effector and cytotoxic) therefore sit next to ``CD8 TEM`` and
-  ``CD4 TEM``, which is what makes their transfer non-trivial.
-* **RNA.** Negative-binomial counts: mean = library size × softmax(type logits + batch
-  log-fold changes), gene-specific inverse dispersion. Known marker genes carry their real
-  symbols (SLC4A10, KLRB1, CCR6, PRSS35 for MAIT; GZMH, PRF1, GNLY for cytotoxic cells …);
-  the other genes are ``GENE_0000`` ….
-* **Proteins**, following the totalVI generative story: each cell draws a background
-  intensity per protein from a log-normal whose mean depends on the batch, and a
-  Bernoulli foreground indicator with a type- and protein-specific probability; the
-  foreground mean is the background times a type-specific scaling ≥ 1; counts are
-  negative binomial. No per-cell protein library size enters (as in totalVI).
-
-The world is drawn from ``world_seed`` alone (and the numbers of genes and proteins), so
-``simulate_cite_seq_reference(world_seed=0)`` and ``simulate_cite_seq_query(world_seed=0)``
-agree even when called independently; the cells are drawn from ``seed``.
+``simulate_cite_seq_reference`` mimics a PBMC CITE-seq atlas (Hao et al. 2021: batches of
+donor × time point, a large panel, some batches' proteins masked) and
+``simulate_cite_seq_query`` a COVID-19 query (Su et al. 2020: new donors, healthy /
+moderate / severe, a smaller panel). Both return RNA counts ``(n_cells, n_genes)`` (CSR
+float32) and proteins ``obsm["protein_expression"]`` ``(n_cells, n_proteins)``, drawn from
+one generative truth, the *world* (``build_cite_seq_world``: 21 cell types as a hierarchy
+of gene and protein programs, totalVI's background / foreground protein model). The world
+comes from ``world_seed`` alone, so reference and query agree even when simulated
+independently; the cells come from ``seed``. The design: ``docs/simulators.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,53 +248,15 @@ def build_cite_seq_world(
     n_proteins = _check_int(n_proteins, "n_proteins", len(QUERY_CORE_PROTEINS))
     world_seed = _check_int(world_seed, "world_seed", 0)
     rng = np.random.default_rng([world_seed, _WORLD_STREAM])
-    type_index = {name: i for i, name in enumerate(CELL_TYPES)}
-    n_types = len(CELL_TYPES)
-
-    # Genes: markers first (real symbols), then placeholders.
     gene_names = (*MARKER_GENES,
                   *(f"GENE_{j:04d}" for j in range(n_genes - len(MARKER_GENES))))
-    gene_index = {name: j for j, name in enumerate(gene_names)}
-    base_logits = rng.normal(0.0, 1.5, n_genes)
-    # Markers are quiet outside their programs, so they mark rather than merely vary.
-    base_logits[: len(MARKER_GENES)] = rng.normal(-1.5, 0.5, len(MARKER_GENES))
-    type_gene_logits = np.tile(base_logits, (n_types, 1))
-
     named = _NAMED_PROTEINS[:n_proteins]
     protein_names = (*named, *(f"ADT_{k:03d}" for k in range(len(named), n_proteins)))
-    protein_index = {name: k for k, name in enumerate(protein_names)}
-    unnamed = np.arange(len(named), n_proteins)
-    positivity = np.zeros((n_types, n_proteins))
-
-    for program in _PROGRAMS:
-        members = np.array([type_index[t] for t in program.members])
-        weights = np.array(list(program.members.values()))[:, None]
-        fraction, sd = _LEVEL_EFFECTS[program.level]
-        effect = np.zeros(n_genes)
-        affected = rng.choice(n_genes, size=max(1, round(fraction * n_genes)), replace=False)
-        effect[affected] = rng.normal(0.0, sd, affected.size)
-        for gene in program.marker_genes:
-            effect[gene_index[gene]] += rng.uniform(2.0, 3.0)
-        type_gene_logits[members] += weights * effect
-
-        levels = np.zeros(n_proteins)
-        for protein, level in (program.marker_proteins or {}).items():
-            if protein in protein_index:
-                levels[protein_index[protein]] = level
-        switched_on = unnamed[rng.random(unnamed.size) < _LEVEL_PROTEIN_PROBABILITY[
-            program.level]]
-        levels[switched_on] = rng.uniform(0.3, 1.0, switched_on.size)
-        positivity[members] += weights * levels
-    positivity = np.clip(positivity, 0.0, 1.0)
-
-    # totalVI's foreground: background × scaling ≥ 1, present with a type-specific
-    # probability. Positive types stain in most cells, negative ones in a few.
-    log_max_scale = rng.uniform(1.5, 3.5, n_proteins)
-    foreground_scale = np.exp(positivity * log_max_scale)
-    foreground_probability = np.where(positivity > 0, 0.6 + 0.35 * positivity, 0.05)
-    # Background of a few to a few tens of counts per cell; at least ~3, so that a protein
-    # that was measured is never all-zero in a batch by chance.
-    background_log_mean = np.maximum(rng.normal(2.6, 0.5, n_proteins), np.log(3.0))
+    base_logits = _base_gene_logits(rng, n_genes)
+    type_gene_logits, positivity = _program_effects(
+        rng, base_logits, gene_names, protein_names, n_named_proteins=len(named))
+    foreground_scale, foreground_probability, background_log_mean = _protein_foreground(
+        rng, positivity)
 
     frequencies = np.array([row[2] for row in _CELL_TYPES])
     return CiteSeqWorld(
@@ -330,6 +275,85 @@ def build_cite_seq_world(
         protein_background_log_sd=rng.uniform(0.2, 0.4, n_proteins),
         protein_inverse_dispersion=np.exp(rng.normal(np.log(8.0), 0.4, n_proteins)),
     )
+
+
+def _base_gene_logits(rng: np.random.Generator, n_genes: int) -> np.ndarray:
+    """Log expression ``(n_genes,)`` shared by every type: markers first, then the rest."""
+    base_logits = rng.normal(0.0, 1.5, n_genes)
+    # Markers are quiet outside their programs, so they mark rather than merely vary.
+    base_logits[: len(MARKER_GENES)] = rng.normal(-1.5, 0.5, len(MARKER_GENES))
+    return base_logits
+
+
+def _program_effects(
+    rng: np.random.Generator,
+    base_logits: np.ndarray,
+    gene_names: Sequence[str],
+    protein_names: Sequence[str],
+    n_named_proteins: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each type's gene logits ``(n_types, n_genes)`` (base plus the programs it belongs
+    to, weighted) and protein positivity ``(n_types, n_proteins)`` in [0, 1]."""
+    type_index = {name: i for i, name in enumerate(CELL_TYPES)}
+    gene_index = {name: j for j, name in enumerate(gene_names)}
+    protein_index = {name: k for k, name in enumerate(protein_names)}
+    unnamed = np.arange(n_named_proteins, len(protein_names))
+    type_gene_logits = np.tile(base_logits, (len(CELL_TYPES), 1))
+    positivity = np.zeros((len(CELL_TYPES), len(protein_names)))
+    for program in _PROGRAMS:
+        members = np.array([type_index[t] for t in program.members])
+        weights = np.array(list(program.members.values()))[:, None]
+        type_gene_logits[members] += weights * _program_gene_effect(rng, program, gene_index)
+        positivity[members] += weights * _program_protein_levels(
+            rng, program, protein_index, unnamed)
+    return type_gene_logits, np.clip(positivity, 0.0, 1.0)
+
+
+def _program_gene_effect(
+    rng: np.random.Generator, program: _Program, gene_index: Mapping[str, int]
+) -> np.ndarray:
+    """Log-fold changes ``(n_genes,)``: random on a fraction of genes, up on its markers."""
+    n_genes = len(gene_index)
+    fraction, sd = _LEVEL_EFFECTS[program.level]
+    effect = np.zeros(n_genes)
+    affected = rng.choice(n_genes, size=max(1, round(fraction * n_genes)), replace=False)
+    effect[affected] = rng.normal(0.0, sd, affected.size)
+    for gene in program.marker_genes:
+        effect[gene_index[gene]] += rng.uniform(2.0, 3.0)
+    return effect
+
+
+def _program_protein_levels(
+    rng: np.random.Generator,
+    program: _Program,
+    protein_index: Mapping[str, int],
+    unnamed: np.ndarray,
+) -> np.ndarray:
+    """Positivity ``(n_proteins,)``: its named markers, plus random unnamed antibodies."""
+    levels = np.zeros(len(protein_index))
+    for protein, level in (program.marker_proteins or {}).items():
+        if protein in protein_index:
+            levels[protein_index[protein]] = level
+    switched_on = unnamed[rng.random(unnamed.size) < _LEVEL_PROTEIN_PROBABILITY[
+        program.level]]
+    levels[switched_on] = rng.uniform(0.3, 1.0, switched_on.size)
+    return levels
+
+
+def _protein_foreground(
+    rng: np.random.Generator, positivity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """totalVI's foreground from positivity ``(n_types, n_proteins)``: its scaling
+    ``(n_types, n_proteins)``, ≥ 1, its probability (same shape), and the background's
+    log-mean ``(n_proteins,)``."""
+    # Positive types stain in most cells, negative ones in a few.
+    log_max_scale = rng.uniform(1.5, 3.5, positivity.shape[1])
+    foreground_scale = np.exp(positivity * log_max_scale)
+    foreground_probability = np.where(positivity > 0, 0.6 + 0.35 * positivity, 0.05)
+    # Background of a few to a few tens of counts per cell; at least ~3, so that a protein
+    # that was measured is never all-zero in a batch by chance.
+    background_log_mean = np.maximum(rng.normal(2.6, 0.5, positivity.shape[1]), np.log(3.0))
+    return foreground_scale, foreground_probability, background_log_mean
 
 
 # --------------------------------------------------------------------------- sampling
@@ -420,6 +444,63 @@ def _categorical(values: Sequence[str] | np.ndarray, categories: Sequence[str]) 
     return pd.Categorical(values, categories=list(categories))
 
 
+def _draw_group_effects(
+    rng: np.random.Generator,
+    world: CiteSeqWorld,
+    gene_shift: np.ndarray,
+    gene_sd: float,
+    library_scale: float,
+    protein_shift: np.ndarray | float,
+    protein_sd: float,
+) -> _GroupEffects:
+    """One batch's effects: its shared shifts plus batch-specific noise. ``gene_shift``
+    ``(n_genes,)``; ``protein_shift`` ``(n_proteins,)`` or scalar, added to the world's
+    background log-mean together with a batch-wide N(0, 0.2²) term."""
+    return _GroupEffects(
+        gene_log_fold_change=gene_shift + rng.normal(0.0, gene_sd, world.n_genes),
+        library_scale=library_scale * float(np.exp(rng.normal(0.0, 0.15))),
+        protein_background_log_mean=world.protein_background_log_mean + protein_shift
+        + rng.normal(0.0, 0.2) + rng.normal(0.0, protein_sd, world.n_proteins),
+    )
+
+
+def _sample_groups(
+    world: CiteSeqWorld,
+    rng: np.random.Generator,
+    sizes: np.ndarray,
+    frequencies: Sequence[np.ndarray],
+    draw_effects: Callable[[int], _GroupEffects],
+    mean_library_size: float,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Cells of each group (batch) in turn: its effects (``draw_effects(g)``), type codes
+    from a composition around ``frequencies[g]``, then counts. Returns per group the RNA
+    ``(n_g, n_genes)``, protein ``(n_g, n_proteins)`` counts and type codes ``(n_g,)``."""
+    rna_parts, protein_parts, type_parts = [], [], []
+    for g, size in enumerate(sizes):
+        effects = draw_effects(g)
+        types = _draw_types(rng, frequencies[g], int(size), concentration=1000.0)
+        rna, protein = _sample_group(world, rng, types, effects, mean_library_size)
+        rna_parts.append(rna)
+        protein_parts.append(protein)
+        type_parts.append(types)
+    return rna_parts, protein_parts, type_parts
+
+
+def _stacked_obs(
+    parts: Sequence[pd.DataFrame], world: CiteSeqWorld, prefix: str, dataset: str
+) -> pd.DataFrame:
+    """The groups' ``obs`` stacked, cells named ``{prefix}_000000`` ..., with categorical
+    ``cell_type``, its ``compartment`` and a constant ``dataset`` column."""
+    obs = pd.concat(parts, ignore_index=True)
+    obs.index = pd.Index([f"{prefix}_{i:06d}" for i in range(len(obs))], name="cell")
+    obs["cell_type"] = _categorical(obs["cell_type"], world.cell_types)
+    obs["compartment"] = _categorical(
+        np.asarray(world.compartments)[obs["cell_type"].cat.codes.to_numpy()],
+        dict.fromkeys(world.compartments))
+    obs["dataset"] = _categorical([dataset] * len(obs), [dataset])
+    return obs
+
+
 # --------------------------------------------------------------------------- reference
 
 
@@ -458,6 +539,68 @@ def simulate_cite_seq_reference(
     n_time_points = _check_int(n_time_points, "n_time_points", 1)
     n_masked_batches = _check_int(n_masked_batches, "n_masked_batches", 0)
     seed = _check_int(seed, "seed", 0)
+    _check_reference_design(n_cells, n_batches, n_time_points, n_masked_batches,
+                            masked_fraction_range, mean_library_size)
+
+    world = build_cite_seq_world(world_seed, n_genes, n_proteins)
+    rng = np.random.default_rng([seed, _REFERENCE_STREAM])
+    n_donors = n_batches // n_time_points
+    days = (0, 3, 7) if n_time_points == 3 else tuple(range(n_time_points))
+    donors = [f"P{d + 1}" for d in range(n_donors)]
+    batches = [f"{donor}_{day}" for donor in donors for day in days]
+
+    # Donor effects dominate time-point effects, as in a vaccination time course.
+    donor_gene = rng.normal(0.0, 0.15, (n_donors, world.n_genes))
+    day_gene = rng.normal(0.0, 0.05, (n_time_points, world.n_genes))
+    donor_protein = rng.normal(0.0, 0.15, (n_donors, world.n_proteins))
+    donor_frequencies = rng.dirichlet(300.0 * world.type_frequencies, n_donors)
+    sizes = _split_cells(rng, n_cells, n_batches)
+
+    def draw_effects(b: int) -> _GroupEffects:
+        d, t = divmod(b, n_time_points)
+        return _draw_group_effects(rng, world, donor_gene[d] + day_gene[t], 0.08,
+                                   library_scale=1.0, protein_shift=donor_protein[d],
+                                   protein_sd=0.1)
+
+    rna_parts, protein_parts, type_parts = _sample_groups(
+        world, rng, sizes, [donor_frequencies[b // n_time_points] for b in range(n_batches)],
+        draw_effects, mean_library_size)
+    obs_parts = [
+        pd.DataFrame({"batch": batch, "donor": donors[b // n_time_points],
+                      "time_point": days[b % n_time_points],
+                      "cell_type": np.asarray(world.cell_types)[type_parts[b]]})
+        for b, batch in enumerate(batches)
+    ]
+    obs = _stacked_obs(obs_parts, world, "ref", "reference")
+    obs["batch"] = _categorical(obs["batch"], batches)
+    obs["donor"] = _categorical(obs["donor"], donors)
+
+    protein = np.vstack(protein_parts)
+    unmasked = protein.copy()
+    masked_proteins = _mask_proteins(rng, protein, obs["batch"].cat.codes.to_numpy(), batches,
+                                     world, n_masked_batches, masked_fraction_range)
+
+    adata = _to_anndata(world, np.vstack(rna_parts), protein, world.protein_names, obs)
+    adata.obsm["protein_expression_unmasked"] = pd.DataFrame(
+        unmasked, index=obs.index, columns=adata.obsm[PROTEIN_KEY].columns)
+    adata.uns["protein_masked_batches"] = list(masked_proteins)
+    adata.uns["protein_masked_proteins"] = masked_proteins
+    adata.uns["simulation"] = {
+        "simulator": "cite_seq_reference", "world_seed": world_seed, "seed": seed,
+        "n_genes": world.n_genes, "n_reference_proteins": world.n_proteins,
+        "mean_library_size": mean_library_size,
+    }
+    return adata
+
+
+def _check_reference_design(
+    n_cells: int,
+    n_batches: int,
+    n_time_points: int,
+    n_masked_batches: int,
+    masked_fraction_range: tuple[float, float],
+    mean_library_size: float,
+) -> None:
     if n_batches % n_time_points:
         raise ValueError(
             f"n_batches={n_batches} is not a multiple of n_time_points={n_time_points}: "
@@ -479,72 +622,28 @@ def simulate_cite_seq_reference(
     if mean_library_size <= 0:
         raise ValueError(f"mean_library_size must be positive, got {mean_library_size!r}.")
 
-    world = build_cite_seq_world(world_seed, n_genes, n_proteins)
-    rng = np.random.default_rng([seed, _REFERENCE_STREAM])
-    n_donors = n_batches // n_time_points
-    days = (0, 3, 7) if n_time_points == 3 else tuple(range(n_time_points))
-    donors = [f"P{d + 1}" for d in range(n_donors)]
-    batches = [f"{donor}_{day}" for donor in donors for day in days]
 
-    # Donor effects dominate time-point effects, as in a vaccination time course.
-    donor_gene = rng.normal(0.0, 0.15, (n_donors, world.n_genes))
-    day_gene = rng.normal(0.0, 0.05, (n_time_points, world.n_genes))
-    donor_protein = rng.normal(0.0, 0.15, (n_donors, world.n_proteins))
-    donor_frequencies = rng.dirichlet(300.0 * world.type_frequencies, n_donors)
-    sizes = _split_cells(rng, n_cells, n_batches)
-
-    rna_parts, protein_parts, obs_parts = [], [], []
-    for b, batch in enumerate(batches):
-        d, t = divmod(b, n_time_points)
-        effects = _GroupEffects(
-            gene_log_fold_change=donor_gene[d] + day_gene[t]
-            + rng.normal(0.0, 0.08, world.n_genes),
-            library_scale=float(np.exp(rng.normal(0.0, 0.15))),
-            protein_background_log_mean=world.protein_background_log_mean + donor_protein[d]
-            + rng.normal(0.0, 0.2) + rng.normal(0.0, 0.1, world.n_proteins),
-        )
-        types = _draw_types(rng, donor_frequencies[d], int(sizes[b]), concentration=1000.0)
-        rna, protein = _sample_group(world, rng, types, effects, mean_library_size)
-        rna_parts.append(rna)
-        protein_parts.append(protein)
-        obs_parts.append(pd.DataFrame({
-            "batch": batch, "donor": donors[d], "time_point": days[t],
-            "cell_type": np.asarray(world.cell_types)[types],
-        }))
-
-    obs = pd.concat(obs_parts, ignore_index=True)
-    obs.index = pd.Index([f"ref_{i:06d}" for i in range(n_cells)], name="cell")
-    obs["batch"] = _categorical(obs["batch"], batches)
-    obs["donor"] = _categorical(obs["donor"], donors)
-    obs["cell_type"] = _categorical(obs["cell_type"], world.cell_types)
-    obs["compartment"] = _categorical(
-        np.asarray(world.compartments)[obs["cell_type"].cat.codes.to_numpy()],
-        dict.fromkeys(world.compartments))
-    obs["dataset"] = _categorical(["reference"] * n_cells, ["reference"])
-
-    protein = np.vstack(protein_parts)
-    unmasked = protein.copy()
-    masked_batches = sorted(rng.choice(n_batches, size=n_masked_batches, replace=False))
+def _mask_proteins(
+    rng: np.random.Generator,
+    protein: np.ndarray,
+    batch_codes: np.ndarray,
+    batches: Sequence[str],
+    world: CiteSeqWorld,
+    n_masked_batches: int,
+    masked_fraction_range: tuple[float, float],
+) -> dict[str, list[str]]:
+    """Zero a random share of the panel in every cell of ``n_masked_batches`` random
+    batches, in place in ``protein`` ``(n_cells, n_proteins)``; ``batch_codes``
+    ``(n_cells,)``. Returns each masked batch (in batch order) -> its masked proteins."""
+    masked_batches = sorted(rng.choice(len(batches), size=n_masked_batches, replace=False))
     masked_proteins: dict[str, list[str]] = {}
-    batch_codes = obs["batch"].cat.codes.to_numpy()
     for b in masked_batches:
-        share = rng.uniform(low, high)
+        share = rng.uniform(*masked_fraction_range)
         n_missing = max(1, round(share * world.n_proteins))
         missing = np.sort(rng.choice(world.n_proteins, size=n_missing, replace=False))
         protein[np.ix_(batch_codes == b, missing)] = 0.0
         masked_proteins[batches[b]] = [world.protein_names[k] for k in missing]
-
-    adata = _to_anndata(world, np.vstack(rna_parts), protein, world.protein_names, obs)
-    adata.obsm["protein_expression_unmasked"] = pd.DataFrame(
-        unmasked, index=obs.index, columns=adata.obsm[PROTEIN_KEY].columns)
-    adata.uns["protein_masked_batches"] = [batches[b] for b in masked_batches]
-    adata.uns["protein_masked_proteins"] = masked_proteins
-    adata.uns["simulation"] = {
-        "simulator": "cite_seq_reference", "world_seed": world_seed, "seed": seed,
-        "n_genes": world.n_genes, "n_reference_proteins": world.n_proteins,
-        "mean_library_size": mean_library_size,
-    }
-    return adata
+    return masked_proteins
 
 
 # --------------------------------------------------------------------------- query
@@ -626,6 +725,63 @@ def simulate_cite_seq_query(
     n_donors = _check_int(n_donors, "n_donors", 1)
     n_proteins = _check_int(n_proteins, "n_proteins", 1)
     seed = _check_int(seed, "seed", 0)
+    world_seed, n_genes, n_reference_proteins, mean_library_size = _reference_world_settings(
+        reference, world_seed, n_genes, n_reference_proteins, mean_library_size)
+    shifts = (DEFAULT_CONDITION_LOG_FOLD_CHANGES if condition_log_fold_changes is None
+              else condition_log_fold_changes)
+    _check_query_design(n_cells, n_donors, n_proteins, n_reference_proteins,
+                        library_size_scale, mean_library_size, shifts)
+
+    world = build_cite_seq_world(world_seed, n_genes, n_reference_proteins)
+    rng = np.random.default_rng([seed, _QUERY_STREAM])
+    panel = _query_panel(world, n_proteins, rng)
+    panel_columns = np.array([world.protein_names.index(p) for p in panel])
+    donors, conditions = _query_donors(n_donors)
+    frequencies = {c: _condition_frequencies(world, shifts[c]) for c in CONDITIONS}
+
+    # The technical shift common to the whole query (another lab, chemistry and panel).
+    query_gene_shift = rng.normal(0.0, gene_shift_sd, world.n_genes)
+    query_protein_shift = protein_background_shift + rng.normal(0.0, 0.3, world.n_proteins)
+    sizes = _split_cells(rng, n_cells, n_donors)
+
+    def draw_effects(d: int) -> _GroupEffects:
+        return _draw_group_effects(rng, world, query_gene_shift, 0.15,
+                                   library_scale=library_size_scale,
+                                   protein_shift=query_protein_shift, protein_sd=0.15)
+
+    rna_parts, protein_parts, type_parts = _sample_groups(
+        world, rng, sizes, [frequencies[c] for c in conditions], draw_effects,
+        mean_library_size)
+    obs_parts = [
+        pd.DataFrame({"batch": donor, "donor": donor, "condition": conditions[d],
+                      "cell_type": np.asarray(world.cell_types)[type_parts[d]]})
+        for d, donor in enumerate(donors)
+    ]
+    obs = _stacked_obs(obs_parts, world, "query", "query")
+    obs["batch"] = _categorical(obs["batch"], donors)
+    obs["donor"] = _categorical(obs["donor"], donors)
+    obs["condition"] = _categorical(obs["condition"], CONDITIONS)
+
+    protein = np.vstack([part[:, panel_columns] for part in protein_parts])
+    adata = _to_anndata(world, np.vstack(rna_parts), protein, panel, obs)
+    adata.uns["simulation"] = {
+        "simulator": "cite_seq_query", "world_seed": world_seed, "seed": seed,
+        "n_genes": world.n_genes, "n_reference_proteins": world.n_proteins,
+        "mean_library_size": mean_library_size, "library_size_scale": library_size_scale,
+    }
+    return adata
+
+
+def _reference_world_settings(
+    reference: ad.AnnData | None,
+    world_seed: int,
+    n_genes: int,
+    n_reference_proteins: int,
+    mean_library_size: float | None,
+) -> tuple[int, int, int, float]:
+    """``(world_seed, n_genes, n_reference_proteins, mean_library_size)``: the reference's
+    (from ``uns["simulation"]``) when given, else the arguments; an unset library size
+    is the reference's, else 1,500."""
     if reference is not None:
         settings = reference.uns.get("simulation")
         if not isinstance(settings, Mapping) or "world_seed" not in settings:
@@ -640,6 +796,18 @@ def simulate_cite_seq_query(
         if mean_library_size is None:
             mean_library_size = float(settings["mean_library_size"])
     mean_library_size = 1500.0 if mean_library_size is None else float(mean_library_size)
+    return world_seed, n_genes, n_reference_proteins, mean_library_size
+
+
+def _check_query_design(
+    n_cells: int,
+    n_donors: int,
+    n_proteins: int,
+    n_reference_proteins: int,
+    library_size_scale: float,
+    mean_library_size: float,
+    shifts: Mapping[str, Mapping[str, float]],
+) -> None:
     if n_cells < n_donors:
         raise ValueError(f"n_cells={n_cells} is smaller than n_donors={n_donors}: every "
                          "donor needs at least one cell; raise n_cells.")
@@ -651,18 +819,15 @@ def simulate_cite_seq_query(
     if library_size_scale <= 0 or mean_library_size <= 0:
         raise ValueError("library_size_scale and mean_library_size must be positive, got "
                          f"{library_size_scale!r} and {mean_library_size!r}.")
-    shifts = (DEFAULT_CONDITION_LOG_FOLD_CHANGES if condition_log_fold_changes is None
-              else condition_log_fold_changes)
     missing_conditions = [c for c in CONDITIONS if c not in shifts]
     if missing_conditions:
         raise ValueError(f"condition_log_fold_changes lacks {missing_conditions}: give a "
                          f"(possibly empty) mapping for each of {list(CONDITIONS)}.")
 
-    world = build_cite_seq_world(world_seed, n_genes, n_reference_proteins)
-    rng = np.random.default_rng([seed, _QUERY_STREAM])
-    panel = _query_panel(world, n_proteins, rng)
-    panel_columns = np.array([world.protein_names.index(p) for p in panel])
 
+def _query_donors(n_donors: int) -> tuple[list[str], list[str]]:
+    """Donor names and conditions, healthy / moderate / severe in turn: ``HD01`` ... for
+    healthy donors, ``PT01`` ... for patients."""
     conditions = [CONDITIONS[i % len(CONDITIONS)] for i in range(n_donors)]
     donors, n_healthy, n_patients = [], 0, 0
     for condition in conditions:
@@ -672,169 +837,4 @@ def simulate_cite_seq_query(
         else:
             n_patients += 1
             donors.append(f"PT{n_patients:02d}")
-    frequencies = {c: _condition_frequencies(world, shifts[c]) for c in CONDITIONS}
-
-    # The technical shift common to the whole query (another lab, chemistry and panel).
-    query_gene_shift = rng.normal(0.0, gene_shift_sd, world.n_genes)
-    query_protein_shift = protein_background_shift + rng.normal(0.0, 0.3, world.n_proteins)
-    sizes = _split_cells(rng, n_cells, n_donors)
-
-    rna_parts, protein_parts, obs_parts = [], [], []
-    for d, donor in enumerate(donors):
-        effects = _GroupEffects(
-            gene_log_fold_change=query_gene_shift + rng.normal(0.0, 0.15, world.n_genes),
-            library_scale=library_size_scale * float(np.exp(rng.normal(0.0, 0.15))),
-            protein_background_log_mean=world.protein_background_log_mean
-            + query_protein_shift + rng.normal(0.0, 0.2)
-            + rng.normal(0.0, 0.15, world.n_proteins),
-        )
-        types = _draw_types(rng, frequencies[conditions[d]], int(sizes[d]),
-                            concentration=1000.0)
-        rna, protein = _sample_group(world, rng, types, effects, mean_library_size)
-        rna_parts.append(rna)
-        protein_parts.append(protein[:, panel_columns])
-        obs_parts.append(pd.DataFrame({
-            "batch": donor, "donor": donor, "condition": conditions[d],
-            "cell_type": np.asarray(world.cell_types)[types],
-        }))
-
-    obs = pd.concat(obs_parts, ignore_index=True)
-    obs.index = pd.Index([f"query_{i:06d}" for i in range(n_cells)], name="cell")
-    obs["batch"] = _categorical(obs["batch"], donors)
-    obs["donor"] = _categorical(obs["donor"], donors)
-    obs["condition"] = _categorical(obs["condition"], CONDITIONS)
-    obs["cell_type"] = _categorical(obs["cell_type"], world.cell_types)
-    obs["compartment"] = _categorical(
-        np.asarray(world.compartments)[obs["cell_type"].cat.codes.to_numpy()],
-        dict.fromkeys(world.compartments))
-    obs["dataset"] = _categorical(["query"] * n_cells, ["query"])
-
-    adata = _to_anndata(world, np.vstack(rna_parts), np.vstack(protein_parts), panel, obs)
-    adata.uns["simulation"] = {
-        "simulator": "cite_seq_query", "world_seed": world_seed, "seed": seed,
-        "n_genes": world.n_genes, "n_reference_proteins": world.n_proteins,
-        "mean_library_size": mean_library_size, "library_size_scale": library_size_scale,
-    }
-    return adata
-
-
-# --------------------------------------------------------------------------- de novo input
-
-
-def _unique_names(index: pd.Index, what: str, role: str) -> None:
-    if not index.is_unique:
-        duplicated = sorted(set(index[index.duplicated()]))[:5]
-        raise ValueError(f"the {role}'s {what} are not unique (e.g. {duplicated}); make them "
-                         f"unique first (e.g. adata.{what.replace(' ', '_')}_make_unique()).")
-
-
-def _protein_frame(adata: ad.AnnData, key: str, role: str) -> pd.DataFrame:
-    if key not in adata.obsm:
-        raise ValueError(f"the {role} has no adata.obsm[{key!r}] (available: "
-                         f"{sorted(adata.obsm)}); store its protein counts there.")
-    proteins = adata.obsm[key]
-    if not isinstance(proteins, pd.DataFrame):
-        raise ValueError(f"the {role}'s adata.obsm[{key!r}] is a {type(proteins).__name__}; "
-                         "it must be a pandas DataFrame whose columns name the proteins, "
-                         "so that the panels can be aligned by name.")
-    return proteins
-
-
-def _merged_categories(first: pd.Series, second: pd.Series) -> list[str]:
-    """Categories of ``first`` (in order), then new ones of ``second``."""
-    def ordered(s: pd.Series) -> list[str]:
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            return [str(c) for c in s.cat.categories]
-        return list(dict.fromkeys(s.dropna().astype(str)))
-    return list(dict.fromkeys([*ordered(first), *ordered(second)]))
-
-
-def concat_reference_query(
-    reference: ad.AnnData,
-    query: ad.AnnData,
-    protein_key: str = PROTEIN_KEY,
-    batch_key: str = "batch",
-) -> ad.AnnData:
-    """Reference and query stacked for a de novo (one-step) totalVI fit.
-
-    Genes: those of the reference that the query also has, in the reference's order.
-    Proteins: the union panel, the reference's order first, then query-only proteins; a
-    protein a batch did not measure is all-zero in that batch, the model's convention for
-    "unobserved", and ``uns["protein_unobserved"]`` maps each such batch to its missing
-    proteins (the query's batches, and the reference's masked batches).
-
-    ``X`` (and ``layers["counts"]`` where both inputs have it) is CSR float32
-    ``(n_reference + n_query, n_shared_genes)``; ``obsm[protein_key]`` a DataFrame
-    ``(n_reference + n_query, n_union_proteins)``. ``obs`` keeps the union of the columns
-    (missing values NaN); categorical columns keep the reference's categories first, so a
-    registry built on the result codes reference batches as the reference did.
-    """
-    for role, adata in (("reference", reference), ("query", query)):
-        _unique_names(adata.var_names, "var names", role)
-        _unique_names(adata.obs_names, "obs names", role)
-        if batch_key not in adata.obs.columns:
-            raise ValueError(f"the {role} has no obs column {batch_key!r}; pass batch_key=.")
-    shared_cells = reference.obs_names.intersection(query.obs_names)
-    if len(shared_cells):
-        raise ValueError(f"{len(shared_cells)} obs names occur in both reference and query "
-                         f"(e.g. {list(shared_cells[:3])}); prefix them to make them distinct.")
-    shared_batches = set(reference.obs[batch_key].astype(str)) & set(
-        query.obs[batch_key].astype(str))
-    if shared_batches:
-        raise ValueError(f"batches {sorted(shared_batches)} occur in both reference and "
-                         "query; a query brings new batches, rename them.")
-    genes = reference.var_names[reference.var_names.isin(query.var_names)]
-    if genes.empty:
-        raise ValueError("reference and query share no gene names; check that both use the "
-                         "same gene identifiers (symbols or Ensembl IDs).")
-
-    reference_proteins = _protein_frame(reference, protein_key, "reference")
-    query_proteins = _protein_frame(query, protein_key, "query")
-    panel = list(dict.fromkeys([*map(str, reference_proteins.columns),
-                                *map(str, query_proteins.columns)]))
-    stacked_proteins = pd.concat(
-        [frame.set_axis(frame.columns.astype(str), axis=1).reindex(columns=panel,
-                                                                    fill_value=0.0)
-         for frame in (reference_proteins, query_proteins)]
-    ).astype(np.float32)
-    stacked_proteins.columns.name = "protein"
-
-    def aligned(adata: ad.AnnData, layer: str | None) -> sp.csr_matrix:
-        matrix = adata.X if layer is None else adata.layers[layer]
-        columns = adata.var_names.get_indexer(genes)
-        return sp.csr_matrix(sp.csr_matrix(matrix)[:, columns], dtype=np.float32)
-
-    obs = pd.concat([reference.obs, query.obs], join="outer")
-    for column in obs.columns:
-        in_reference = reference.obs.get(column)
-        in_query = query.obs.get(column)
-        categorical = any(s is not None and isinstance(s.dtype, pd.CategoricalDtype)
-                          for s in (in_reference, in_query))
-        if categorical:
-            empty = pd.Series([], dtype=str)
-            categories = _merged_categories(
-                in_reference if in_reference is not None else empty,
-                in_query if in_query is not None else empty)
-            obs[column] = pd.Categorical(obs[column].astype("object").where(
-                obs[column].notna(), None), categories=categories)
-
-    combined = ad.AnnData(
-        X=sp.vstack([aligned(reference, None), aligned(query, None)], format="csr"),
-        obs=obs,
-        var=pd.DataFrame(index=genes.copy()),
-    )
-    if "counts" in reference.layers and "counts" in query.layers:
-        combined.layers["counts"] = sp.vstack(
-            [aligned(reference, "counts"), aligned(query, "counts")], format="csr")
-    stacked_proteins.index = combined.obs_names
-    combined.obsm[protein_key] = stacked_proteins
-
-    unobserved: dict[str, list[str]] = {}
-    batches = combined.obs[batch_key].astype(str).to_numpy()
-    values = stacked_proteins.to_numpy()
-    for batch in dict.fromkeys(batches):
-        all_zero = ~values[batches == batch].any(axis=0)
-        if all_zero.any():
-            unobserved[batch] = [panel[k] for k in np.flatnonzero(all_zero)]
-    combined.uns["protein_unobserved"] = unobserved
-    return combined
+    return donors, conditions

@@ -1,104 +1,35 @@
 """Offline stand-in for the Heart Cell Atlas of the paper's runtime study (Supp. Fig. 2).
 
-The paper timed scVI and the scanpy baselines on subsamples of the Heart Cell Atlas
-(Litviňuková et al., Nature 588:466, 2020): 486,134 cells and nuclei from 14 donors,
-``cell_source`` (Harvard-Nuclei, Sanger-Nuclei, Sanger-Cells, Sanger-CD45) and ``donor``
-as categorical covariates, ``percent_mito`` and ``percent_ribo`` plus eight standard-normal
-random covariates as continuous ones (10 in all); each subsample of 5,000 ... 486,134 cells
-kept its 4,000 most variable genes (scanpy, ``flavor="seurat_v3"``). The atlas cannot be
-downloaded here, so this module simulates counts with the same covariates and the same
-kind of structure, at any size, without ever holding a dense ``n_cells × n_genes`` matrix.
-
-What is real and what is not. Real: the cell-type and source names, the number of cells,
-the 14 donor identifiers as the atlas's object names them (Harvard H2-H7, Sanger D1-D7 and
-D11; recalled, not re-read offline), the 13 mitochondrially
-encoded genes, the 80 ribosomal-protein genes and the canonical marker genes of each cell
-type. Approximate: the pooled cell-type proportions (``ATLAS_CELL_TYPE_FRACTIONS``) and the
-share of each source (``CELL_SOURCE_FRACTIONS``) are rounded values of the published atlas
-that could not be recounted offline; treat them as plausible, not exact. Simulation
-choices: which Sanger donors gave cells besides nuclei, the per-source enrichments, donor
-sexes, library sizes, mitochondrial and ribosomal fractions, and all expression values.
-
-Cells. Each cell draws its ``cell_source`` from ``CELL_SOURCE_FRACTIONS``, its donor among
-the donors of that source (Dirichlet(8) weights), and its ``cell_type`` from a composition
-that depends on the source (nuclei keep cardiomyocytes, dissociated cells lose them, CD45
-sorting enriches immune cells: ``_SOURCE_ENRICHMENT``) tilted per donor (log-normal,
-sd 0.3). The source compositions are solved so that the pooled composition over sources
-equals ``ATLAS_CELL_TYPE_FRACTIONS``. ``cont_cov_1`` ... ``cont_cov_8`` are independent
-standard normals, unrelated to the counts, as in the paper.
-
-Genes. ``n_genes`` (default 6,000) = 13 ``MT-`` genes, 80 ``RPS``/``RPL`` genes, the
-marker, sex and nuclear lncRNA genes (``NAMED_GENES``), and synthetic background genes
-``SIMGENE00001`` ... in that order. For cell ``n`` and any gene ``g`` that is neither
-mitochondrial nor ribosomal, the log relative abundance is
-
-    eta[n, g] = b[g]                          baseline: N(0, 1.4²) background, low for markers
-              + profile[type(n), g]           cell-type programs + type noise + markers
-              + u[n] · W[type(n), :, g]       within-type continuous state, u[n] ~ N(0, I_3)
-              + s[source(n), g]               source effect: N(0, 0.25²), and for nuclei
-                                              -1.2 on 8 % of genes (cytoplasmic transcripts)
-                                              and +2 / +1.5 on MALAT1 / NEAT1
-              + d[donor(n), g]                donor effect: N(0, 0.12²), XIST in female and
-                                              Y-linked genes in male donors
-
-Cell-type programs are shared gene modules (striated muscle, mural, vascular, stromal/ECM,
-immune, ...; ``_PROGRAMS``), each on 2 % of the background genes with log-fold changes
-U(0.7, 2.5) scaled by the type's activity; every type also shifts 15 % of background genes
-by N(0, 0.4²), and each marker gene gains U(3, 5) in its types. A cell's counts split into
-a mitochondrial fraction ``f_mt = expit(a_source + a_type + a_donor + N(0, 0.6²))``, a
-ribosomal fraction ``f_ribo = expit(c_source + c_type + N(0, 0.35²))`` and the rest, which
-follows ``softmax_g(eta[n, :])``: dissociated cells carry far more mitochondrial and
-ribosomal RNA than nuclei, cardiomyocytes more mitochondrial RNA, lymphocytes more
-ribosomal RNA. Counts are ``x[n, g] ~ NB(mean = L[n] · p[n, g], inverse dispersion
-theta[g])`` with ``theta`` log-uniform on [0.5, 20] ([5, 50] for MT/ribosomal genes) and a
-lognormal library size ``L[n]`` (median per source ``_MEDIAN_LIBRARY_SIZE`` at 6,000 genes,
-scaled by ``n_genes / 6000``; nuclei lower than cells) with type, donor and cell terms.
-``percent_mito`` and ``percent_ribo`` are then computed from the counts, as scanpy's
-``pct_counts_*`` (100 × counts of ``MT-`` / ``RPS``+``RPL`` genes / total counts; 0 for an
-empty cell).
-
-Storage. ``X`` is CSR ``float32`` holding integers: float32 is what the models and scanpy
-consume (no conversion on load), it represents every integer below 2**24 exactly, and it
-takes the same 4 bytes per stored value as int32.
-
-Random numbers. Gene and donor parameters come from ``default_rng([seed, 1])``; the cells
-come in fixed blocks of ``RNG_BLOCK_SIZE`` consecutive cells, block ``k`` from
-``default_rng([seed, 2, k])``, which draws the metadata of the whole block first and then
-the counts row by row. Cell ``i`` therefore depends only on ``seed``, ``n_genes`` and its
-block, never on ``chunk_size`` or ``n_cells``: a file written in chunks equals the
-in-memory simulation, and a smaller simulation is a prefix of a larger one. The numbers
-are bit-identical for a seed with the same numpy build on the same kind of CPU; numpy's
-vectorised ``exp`` and BLAS may round the last bit differently on another CPU, which can
-change a rare count.
-
-Cost (measured on this project's 2-core machine, 6,000 genes, default ``chunk_size``):
-writing 100,000 cells takes about 60 s of CPU (one core; most of it numpy's negative
-binomial draws), peaks at about 0.55 GB resident memory and gives a 0.9 GB file (about
-1,100 stored values per cell). Time and file size grow linearly with ``n_cells``, memory
-barely (only ``obs`` grows): the full 486,134 cells take about 5 CPU minutes and 4.4 GB.
+``simulate_heart_atlas`` (in memory) and ``write_heart_atlas`` (streamed to an h5ad) draw
+raw counts ``(n_cells, n_genes)``, CSR float32, with the study's covariates: categorical
+``cell_source`` and ``donor``, continuous ``percent_mito``, ``percent_ribo`` (computed from
+the counts) and eight standard-normal ``cont_cov_*``. Expression follows cell type, source,
+donor and a within-type state, as in the atlas (Litviňuková et al. 2020), at any size and
+without a dense ``n_cells × n_genes`` matrix. Cells come in RNG blocks of
+``RNG_BLOCK_SIZE``, so a cell's data depend only on ``seed``, ``n_genes`` and its block: a
+chunked file equals the in-memory simulation and a smaller simulation is a prefix of a
+larger one. The design, what is real and the measured cost: ``docs/simulators.md``.
 """
 
 from __future__ import annotations
 
-import numbers
-import os
-import secrets
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anndata as ad
-import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from anndata.abc import CSRDataset
 from scipy.special import expit, logit
 
+from scprob.data.checks import check_integer
+from scprob.data.io import atomic_h5ad, write_csr_rows, write_h5ad_annotations
+from scprob.data.simulate.common import pick_subset
+
 # ---------------------------------------------------------------------------------------
-# Atlas metadata (see the module docstring for what is exact and what is approximate).
+# Atlas metadata (docs/simulators.md says what is exact and what is approximate).
 # ---------------------------------------------------------------------------------------
 
 ATLAS_N_CELLS = 486_134
@@ -204,7 +135,7 @@ MIN_GENES = len(NAMED_GENES) + MIN_BACKGROUND_GENES
 BACKGROUND_PREFIX = "SIMGENE"
 
 # ---------------------------------------------------------------------------------------
-# Model constants (see the module docstring).
+# Model constants (docs/simulators.md describes the model).
 # ---------------------------------------------------------------------------------------
 
 RNG_BLOCK_SIZE = 1024
@@ -297,12 +228,6 @@ _SOURCE_ENRICHMENT: dict[str, dict[str, float]] = {
                     **dict.fromkeys(_IMMUNE, 30.0)},
 }  # fmt: skip
 
-# Elements per HDF5 chunk of X's data, indices and indptr (256 KB of float32).
-_HDF5_CHUNK_ELEMENTS = 1 << 16
-
-# Rows per read of the source file and per append to the output (subsample_and_select_hvg).
-_READ_CHUNK_CELLS = 20_000
-
 
 def _normalized(values: Sequence[float]) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)
@@ -384,111 +309,63 @@ def _cdf(probabilities: np.ndarray) -> np.ndarray:
     return cdf
 
 
-def _build_model(n_genes: int, seed: int) -> _HeartModel:
-    rng = np.random.default_rng([seed, _GENE_STREAM])
-    n_types, n_sources, n_donors = len(CELL_TYPES), len(CELL_SOURCES), len(DONORS)
-    n_mt, n_ribo = len(MT_GENES), len(RIBOSOMAL_GENES)
+@dataclass(frozen=True)
+class _GeneLayout:
+    """Gene names and groups ``(n_genes,)``, and the "other" genes (neither MT nor
+    ribosomal) that the expression model indexes from 0: ``column`` maps a named one to
+    its index there, ``background`` ``(n_background,)`` holds the background genes'."""
+
+    names: np.ndarray
+    group: np.ndarray
+    column: dict[str, int]
+    background: np.ndarray
+
+    @property
+    def n_other(self) -> int:
+        return len(self.column)
+
+
+def _gene_layout(n_genes: int) -> _GeneLayout:
+    """``MT-`` genes, ribosomal genes, markers, sex genes, lncRNAs, then background."""
     n_background = n_genes - len(NAMED_GENES)
     other_names = [
         *MARKER_GENES, *FEMALE_GENES, *MALE_GENES, *NUCLEAR_LNCRNAS,
         *background_gene_names(n_background),
     ]  # fmt: skip
-    gene_names = np.array([*MT_GENES, *RIBOSOMAL_GENES, *other_names])
     n_other = len(other_names)
-    column = {name: j for j, name in enumerate(other_names)}
-    background = np.arange(n_other - n_background, n_other)
-    gene_group = np.array(
-        ["mitochondrial"] * n_mt
-        + ["ribosomal"] * n_ribo
+    group = np.array(
+        ["mitochondrial"] * len(MT_GENES)
+        + ["ribosomal"] * len(RIBOSOMAL_GENES)
         + ["marker"] * len(MARKER_GENES)
         + ["sex"] * (len(FEMALE_GENES) + len(MALE_GENES))
         + ["nuclear_lncrna"] * len(NUCLEAR_LNCRNAS)
         + ["background"] * n_background
     )
-    type_index = {t: k for k, t in enumerate(CELL_TYPES)}
+    return _GeneLayout(
+        names=np.array([*MT_GENES, *RIBOSOMAL_GENES, *other_names]),
+        group=group,
+        column={name: j for j, name in enumerate(other_names)},
+        background=np.arange(n_other - n_background, n_other),
+    )
 
-    def pick(fraction: float) -> np.ndarray:
-        size = min(n_background, max(2, round(fraction * n_background)))
-        return np.sort(rng.choice(background, size=size, replace=False))
 
-    # ---- dispersion and the fixed MT / ribosomal splits --------------------------------
-    theta = np.exp(rng.uniform(*np.log(_THETA_RANGE), n_genes))
-    theta[: n_mt + n_ribo] = np.exp(rng.uniform(*np.log(_MT_RIBO_THETA_RANGE), n_mt + n_ribo))
-    mt_weights = _normalized(list(MT_GENE_WEIGHTS.values()))
-    mt_weights = _normalized(mt_weights * np.exp(rng.normal(0, _MT_RIBO_WEIGHT_SD, n_mt)))
-    ribo_weights = _normalized(np.exp(rng.normal(0.0, _MT_RIBO_WEIGHT_SD, n_ribo)))
-
-    # ---- baselines ---------------------------------------------------------------------
-    baseline = rng.normal(0.0, _BACKGROUND_BASELINE_SD, n_other)
-    for gene in MARKER_GENES:
-        baseline[column[gene]] = rng.normal(*_MARKER_BASELINE)
-    for gene in (*FEMALE_GENES, *MALE_GENES):
-        baseline[column[gene]] = _SEX_GENE_BASELINE
-    for gene, (level, _) in NUCLEAR_LNCRNAS.items():
-        baseline[column[gene]] = level
-
-    # ---- cell-type profiles: shared programs, type noise, markers ------------------------
-    type_profile = np.zeros((n_types, n_other))
-    for activities in _PROGRAMS.values():
-        genes = pick(_PROGRAM_GENE_FRACTION)
-        lfc = rng.uniform(*_PROGRAM_LFC, genes.size)
-        for cell_type, activity in activities.items():
-            type_profile[type_index[cell_type], genes] += activity * lfc
-    for k in range(n_types):
-        genes = pick(_TYPE_NOISE_FRACTION)
-        type_profile[k, genes] += rng.normal(0.0, _TYPE_NOISE_SD, genes.size)
-    for gene, marked_types in MARKER_GENES.items():
-        lfc = rng.uniform(*_MARKER_LFC)
-        for cell_type in marked_types:
-            type_profile[type_index[cell_type], column[gene]] += lfc
-
-    state_loadings = np.zeros((n_types, _N_STATE_DIMS, n_other))
-    for k in range(n_types):
-        genes = pick(_STATE_GENE_FRACTION)
-        state_loadings[k][:, genes] = rng.normal(
-            0.0, _STATE_LOADING_SD, (_N_STATE_DIMS, genes.size)
-        )
-
-    # ---- source and donor effects ----------------------------------------------------------
-    source_effect = rng.normal(0.0, _SOURCE_EFFECT_SD, (n_sources, n_other))
-    cytoplasmic = pick(_CYTOPLASMIC_FRACTION)
-    for s, source in enumerate(CELL_SOURCES):
-        if source in NUCLEI_SOURCES:
-            source_effect[s, cytoplasmic] += _NUCLEI_CYTOPLASMIC_LFC
-            for gene, (_, nuclei_lfc) in NUCLEAR_LNCRNAS.items():
-                source_effect[s, column[gene]] += nuclei_lfc
-    donor_effect = rng.normal(0.0, _DONOR_EFFECT_SD, (n_donors, n_other))
-    for d, donor in enumerate(DONORS):
-        if donor in FEMALE_DONORS:
-            donor_effect[d, [column[g] for g in FEMALE_GENES]] += _FEMALE_GENE_LFC
-        else:
-            donor_effect[d, [column[g] for g in MALE_GENES]] += _MALE_GENE_LFC
-
-    # ---- who is sampled: donors per source, types per source and donor --------------------
-    donor_weights = np.zeros((n_sources, n_donors))
-    for s, source in enumerate(CELL_SOURCES):
-        eligible = [DONORS.index(d) for d in DONORS_OF_SOURCE[source]]
-        donor_weights[s, eligible] = rng.dirichlet(
-            np.full(len(eligible), _DONOR_WEIGHT_CONCENTRATION)
-        )
-    tilt = np.exp(rng.normal(0.0, _DONOR_TYPE_TILT_SD, (n_donors, n_types)))
-    type_probabilities = SOURCE_CELL_TYPE_FRACTIONS[:, None, :] * tilt[None, :, :]
-
-    # ---- library size, mitochondrial and ribosomal fractions ------------------------------
-    depth_scale = n_genes / _REFERENCE_N_GENES
-    log_library = np.log([_MEDIAN_LIBRARY_SIZE[s] * depth_scale for s in CELL_SOURCES])
-    type_depth = np.array([_TYPE_DEPTH.get(t, 0.0) for t in CELL_TYPES])
-    donor_depth = rng.normal(0.0, _DONOR_DEPTH_SD, n_donors)
-    mt_source = logit([_MEDIAN_MT_FRACTION[s] for s in CELL_SOURCES])
-    mt_type = np.array([_MT_TYPE_LOGIT.get(t, 0.0) for t in CELL_TYPES])
-    mt_donor = rng.normal(0.0, _MT_DONOR_SD, n_donors)
-    mt_logit = mt_source[:, None, None] + mt_type[None, :, None] + mt_donor[None, None, :]
-    ribo_source = logit([_MEDIAN_RIBO_FRACTION[s] for s in CELL_SOURCES])
-    ribo_type = np.array([_RIBO_TYPE_LOGIT.get(t, 0.0) for t in CELL_TYPES])
-
+def _build_model(n_genes: int, seed: int) -> _HeartModel:
+    """All gene and donor parameters of ``(n_genes, seed)``, drawn from one generator by
+    the helpers below in a fixed order."""
+    rng = np.random.default_rng([seed, _GENE_STREAM])
+    genes = _gene_layout(n_genes)
+    theta, mt_weights, ribo_weights = _dispersion_and_splits(rng, n_genes)
+    baseline = _baselines(rng, genes)
+    type_profile = _type_profiles(rng, genes)
+    state_loadings = _state_loadings(rng, genes)
+    source_effect = _source_effects(rng, genes)
+    donor_effect = _donor_effects(rng, genes)
+    donor_cdf, type_cdf = _sampling_cdfs(rng)
+    log_library, type_depth, donor_depth = _library_depths(rng, n_genes)
+    mt_logit, ribo_logit = _mt_and_ribo_logits(rng)
     return _HeartModel(
-        gene_names=gene_names,
-        gene_group=gene_group,
+        gene_names=genes.names,
+        gene_group=genes.group,
         theta=theta,
         mt_weights=mt_weights,
         ribo_weights=ribo_weights,
@@ -497,14 +374,135 @@ def _build_model(n_genes: int, seed: int) -> _HeartModel:
         state_loadings=state_loadings,
         source_effect=source_effect,
         donor_effect=donor_effect,
-        donor_cdf=_cdf(donor_weights),
-        type_cdf=_cdf(type_probabilities),
+        donor_cdf=donor_cdf,
+        type_cdf=type_cdf,
         log_library=log_library,
         type_depth=type_depth,
         donor_depth=donor_depth,
         mt_logit=mt_logit,
-        ribo_logit=ribo_source[:, None] + ribo_type[None, :],
+        ribo_logit=ribo_logit,
     )
+
+
+def _dispersion_and_splits(
+    rng: np.random.Generator, n_genes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NB inverse dispersion ``(n_genes,)`` and the fixed splits of the mitochondrial
+    ``(13,)`` and ribosomal ``(80,)`` counts over their genes (each summing to 1)."""
+    n_mt, n_ribo = len(MT_GENES), len(RIBOSOMAL_GENES)
+    theta = np.exp(rng.uniform(*np.log(_THETA_RANGE), n_genes))
+    theta[: n_mt + n_ribo] = np.exp(rng.uniform(*np.log(_MT_RIBO_THETA_RANGE), n_mt + n_ribo))
+    mt_weights = _normalized(list(MT_GENE_WEIGHTS.values()))
+    mt_weights = _normalized(mt_weights * np.exp(rng.normal(0, _MT_RIBO_WEIGHT_SD, n_mt)))
+    ribo_weights = _normalized(np.exp(rng.normal(0.0, _MT_RIBO_WEIGHT_SD, n_ribo)))
+    return theta, mt_weights, ribo_weights
+
+
+def _baselines(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Log baseline abundance ``(n_other,)``: low for markers and sex genes, the lncRNAs'
+    fixed levels, random for the background."""
+    baseline = rng.normal(0.0, _BACKGROUND_BASELINE_SD, genes.n_other)
+    for gene in MARKER_GENES:
+        baseline[genes.column[gene]] = rng.normal(*_MARKER_BASELINE)
+    for gene in (*FEMALE_GENES, *MALE_GENES):
+        baseline[genes.column[gene]] = _SEX_GENE_BASELINE
+    for gene, (level, _) in NUCLEAR_LNCRNAS.items():
+        baseline[genes.column[gene]] = level
+    return baseline
+
+
+def _type_profiles(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Cell-type log-fold changes ``(n_types, n_other)``: shared programs, type noise,
+    then markers."""
+    type_index = {t: k for k, t in enumerate(CELL_TYPES)}
+    type_profile = np.zeros((len(CELL_TYPES), genes.n_other))
+    for activities in _PROGRAMS.values():
+        program_genes = pick_subset(rng, genes.background, _PROGRAM_GENE_FRACTION)
+        lfc = rng.uniform(*_PROGRAM_LFC, program_genes.size)
+        for cell_type, activity in activities.items():
+            type_profile[type_index[cell_type], program_genes] += activity * lfc
+    for k in range(len(CELL_TYPES)):
+        noisy = pick_subset(rng, genes.background, _TYPE_NOISE_FRACTION)
+        type_profile[k, noisy] += rng.normal(0.0, _TYPE_NOISE_SD, noisy.size)
+    for gene, marked_types in MARKER_GENES.items():
+        lfc = rng.uniform(*_MARKER_LFC)
+        for cell_type in marked_types:
+            type_profile[type_index[cell_type], genes.column[gene]] += lfc
+    return type_profile
+
+
+def _state_loadings(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Within-type continuous state loadings ``(n_types, n_state_dims, n_other)``, each
+    type on its own random background genes."""
+    loadings = np.zeros((len(CELL_TYPES), _N_STATE_DIMS, genes.n_other))
+    for k in range(len(CELL_TYPES)):
+        state_genes = pick_subset(rng, genes.background, _STATE_GENE_FRACTION)
+        loadings[k][:, state_genes] = rng.normal(
+            0.0, _STATE_LOADING_SD, (_N_STATE_DIMS, state_genes.size)
+        )
+    return loadings
+
+
+def _source_effects(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Log-fold changes per source ``(n_sources, n_other)``; nuclei lose cytoplasmic
+    transcripts and gain the nuclear lncRNAs."""
+    source_effect = rng.normal(0.0, _SOURCE_EFFECT_SD, (len(CELL_SOURCES), genes.n_other))
+    cytoplasmic = pick_subset(rng, genes.background, _CYTOPLASMIC_FRACTION)
+    for s, source in enumerate(CELL_SOURCES):
+        if source in NUCLEI_SOURCES:
+            source_effect[s, cytoplasmic] += _NUCLEI_CYTOPLASMIC_LFC
+            for gene, (_, nuclei_lfc) in NUCLEAR_LNCRNAS.items():
+                source_effect[s, genes.column[gene]] += nuclei_lfc
+    return source_effect
+
+
+def _donor_effects(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Log-fold changes per donor ``(n_donors, n_other)``, sex genes by the donor's sex."""
+    donor_effect = rng.normal(0.0, _DONOR_EFFECT_SD, (len(DONORS), genes.n_other))
+    for d, donor in enumerate(DONORS):
+        if donor in FEMALE_DONORS:
+            donor_effect[d, [genes.column[g] for g in FEMALE_GENES]] += _FEMALE_GENE_LFC
+        else:
+            donor_effect[d, [genes.column[g] for g in MALE_GENES]] += _MALE_GENE_LFC
+    return donor_effect
+
+
+def _sampling_cdfs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Who is sampled: cumulative P(donor | source) ``(n_sources, n_donors)`` and
+    P(type | source, donor) ``(n_sources, n_donors, n_types)``."""
+    donor_weights = np.zeros((len(CELL_SOURCES), len(DONORS)))
+    for s, source in enumerate(CELL_SOURCES):
+        eligible = [DONORS.index(d) for d in DONORS_OF_SOURCE[source]]
+        donor_weights[s, eligible] = rng.dirichlet(
+            np.full(len(eligible), _DONOR_WEIGHT_CONCENTRATION)
+        )
+    tilt = np.exp(rng.normal(0.0, _DONOR_TYPE_TILT_SD, (len(DONORS), len(CELL_TYPES))))
+    type_probabilities = SOURCE_CELL_TYPE_FRACTIONS[:, None, :] * tilt[None, :, :]
+    return _cdf(donor_weights), _cdf(type_probabilities)
+
+
+def _library_depths(
+    rng: np.random.Generator, n_genes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log median library size per source ``(n_sources,)`` (scaled with ``n_genes``), and
+    log depth shifts per type ``(n_types,)`` and per donor ``(n_donors,)``."""
+    depth_scale = n_genes / _REFERENCE_N_GENES
+    log_library = np.log([_MEDIAN_LIBRARY_SIZE[s] * depth_scale for s in CELL_SOURCES])
+    type_depth = np.array([_TYPE_DEPTH.get(t, 0.0) for t in CELL_TYPES])
+    donor_depth = rng.normal(0.0, _DONOR_DEPTH_SD, len(DONORS))
+    return log_library, type_depth, donor_depth
+
+
+def _mt_and_ribo_logits(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of the mitochondrial fraction ``(n_sources, n_types, n_donors)`` and of the
+    ribosomal fraction ``(n_sources, n_types)``, before per-cell noise."""
+    mt_source = logit([_MEDIAN_MT_FRACTION[s] for s in CELL_SOURCES])
+    mt_type = np.array([_MT_TYPE_LOGIT.get(t, 0.0) for t in CELL_TYPES])
+    mt_donor = rng.normal(0.0, _MT_DONOR_SD, len(DONORS))
+    mt_logit = mt_source[:, None, None] + mt_type[None, :, None] + mt_donor[None, None, :]
+    ribo_source = logit([_MEDIAN_RIBO_FRACTION[s] for s in CELL_SOURCES])
+    ribo_type = np.array([_RIBO_TYPE_LOGIT.get(t, 0.0) for t in CELL_TYPES])
+    return mt_logit, ribo_source[:, None] + ribo_type[None, :]
 
 
 # ---------------------------------------------------------------------------------------
@@ -669,17 +667,10 @@ def _uns(n_genes: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _check_integer(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-
-
 def _check_simulation_arguments(n_cells: int, n_genes: int, seed: int) -> None:
-    _check_integer("n_cells", n_cells, 1)
-    _check_integer("seed", seed, 0)
-    _check_integer("n_genes", n_genes, 1)
+    check_integer("n_cells", n_cells, 1)
+    check_integer("seed", seed, 0)
+    check_integer("n_genes", n_genes, 1)
     if n_genes < MIN_GENES:
         raise ValueError(
             f"n_genes={n_genes} is too small: the simulator needs {len(NAMED_GENES)} named "
@@ -690,12 +681,12 @@ def _check_simulation_arguments(n_cells: int, n_genes: int, seed: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Public API: simulate in memory, write in chunks, subsample + HVG.
+# Public API: simulate in memory, or write in chunks.
 # ---------------------------------------------------------------------------------------
 
 
 def simulate_heart_atlas(n_cells: int, n_genes: int = 6000, seed: int = 0) -> ad.AnnData:
-    """Simulate Heart-Cell-Atlas-like counts in memory (small sizes; see the module doc).
+    """Simulate Heart-Cell-Atlas-like counts in memory (small sizes).
 
     Args:
         n_cells: number of cells (any positive size; memory grows with it, so write large
@@ -744,7 +735,7 @@ def write_heart_atlas(
         ValueError: if an argument is not an integer or out of range.
     """
     _check_simulation_arguments(n_cells, n_genes, seed)
-    _check_integer("chunk_size", chunk_size, 1)
+    check_integer("chunk_size", chunk_size, 1)
     if Path(path).is_dir():
         raise ValueError(f"{str(path)!r} is a folder; pass the path of the h5ad file to write.")
     model = _build_model(n_genes, seed)
@@ -755,198 +746,11 @@ def write_heart_atlas(
             block_obs.append(block.obs)
             yield block.counts
 
-    with _atomic_h5ad(path) as handle:
-        _write_csr_rows(handle, counts_of_blocks(), n_genes, chunk_size)
-        _write_annotations(
+    with atomic_h5ad(path) as handle:
+        write_csr_rows(handle, counts_of_blocks(), n_genes, chunk_size)
+        write_h5ad_annotations(
             handle,
             obs=_obs_frame(block_obs, n_cells),
             var=_var_frame(model),
             uns=_uns(n_genes, seed),
         )
-
-
-def subsample_and_select_hvg(
-    src_h5ad: str | Path,
-    out_h5ad: str | Path,
-    n_cells: int,
-    n_top_genes: int = 4000,
-    seed: int = 0,
-    batch_key: str | None = None,
-) -> None:
-    """The paper's runtime data sets: a random subset of cells, then its top seurat_v3 genes.
-
-    Reads ``src_h5ad`` (CSR ``X`` of raw counts, e.g. from ``write_heart_atlas``) in
-    chunks of contiguous rows, keeps ``n_cells`` rows drawn without replacement by
-    ``numpy.random.default_rng(seed)`` (sorted, in file order; all rows when ``n_cells``
-    is the file's size), ranks the genes of that subset with scanpy's
-    ``highly_variable_genes(flavor="seurat_v3", n_top_genes=n_top_genes)`` on the raw
-    counts (``scprob.data.hvg``), and writes the subset restricted to the selected genes
-    (in their original order) to ``out_h5ad`` atomically. ``obs`` keeps every column (and
-    all category levels); ``var`` gains scanpy's ``highly_variable``, ``means``,
-    ``variances``, ``variances_norm`` and ``highly_variable_rank``; ``uns["subsample"]``
-    and ``uns["hvg"]`` record what was done. Memory: the subset's CSR matrix twice, since
-    scanpy's seurat_v3 copies the rows of each batch (``data[batch == b]``), plus one
-    chunk; measured 2.0 GB peak for 100,000 of 100,000 cells × 6,000 genes, so about
-    9 GB for all 486,134 cells.
-
-    Raises:
-        ValueError: if ``src_h5ad`` is not an h5ad with a CSR ``X``, ``n_cells`` exceeds
-            its number of cells (or is < 2), ``n_top_genes`` exceeds its number of genes,
-            ``batch_key`` is not an ``obs`` column, ``out_h5ad`` is ``src_h5ad``, or the
-            counts are not raw (negative or non-integer).
-        ModuleNotFoundError: if scanpy's seurat_v3 dependency scikit-misc is missing.
-    """
-    from scprob.data.hvg import highly_variable_genes_seurat_v3
-
-    src, out = Path(src_h5ad), Path(out_h5ad)
-    if not src.is_file():
-        raise ValueError(f"{str(src)!r} is not a file; pass the path of an h5ad to subsample.")
-    if out.resolve() == src.resolve():
-        raise ValueError("out_h5ad must differ from src_h5ad; write the subsample elsewhere.")
-    _check_integer("n_cells", n_cells, 2)
-    _check_integer("n_top_genes", n_top_genes, 1)
-    _check_integer("seed", seed, 0)
-
-    with h5py.File(src, "r") as handle:
-        if "X" not in handle or handle["X"].attrs.get("encoding-type") != "csr_matrix":
-            raise ValueError(
-                f"{str(src)!r} has no CSR X; write the counts as a CSR matrix "
-                "(e.g. with write_heart_atlas)."
-            )
-        matrix = ad.io.sparse_dataset(handle["X"])
-        total, n_genes = matrix.shape
-        if n_cells > total:
-            raise ValueError(
-                f"n_cells={n_cells} exceeds the {total} cells of {str(src)!r}; pass "
-                f"n_cells <= {total}."
-            )
-        if n_top_genes > n_genes:
-            raise ValueError(
-                f"n_top_genes={n_top_genes} exceeds the {n_genes} genes of {str(src)!r}; "
-                f"pass n_top_genes <= {n_genes}."
-            )
-        obs = ad.io.read_elem(handle["obs"])
-        if batch_key is not None and batch_key not in obs:
-            raise ValueError(
-                f"batch_key {batch_key!r} is not an obs column of {str(src)!r}; choose one "
-                f"of {list(obs.columns)} or pass None."
-            )
-        var = ad.io.read_elem(handle["var"])
-        uns = dict(ad.io.read_elem(handle["uns"])) if "uns" in handle else {}
-
-        if n_cells == total:
-            rows = np.arange(total)
-        else:
-            rows = np.sort(np.random.default_rng(seed).choice(total, n_cells, replace=False))
-        counts = _read_rows(handle["X"], matrix, rows)
-
-    subset = ad.AnnData(X=counts, obs=obs.iloc[rows], var=var)
-    table = highly_variable_genes_seurat_v3(subset, n_top_genes, batch_key=batch_key)
-    selected = np.flatnonzero(table["highly_variable"].to_numpy())
-    hvg_columns = list(table.columns)
-    var_out = pd.concat(
-        [var.drop(columns=hvg_columns, errors="ignore").iloc[selected],
-         table[hvg_columns].iloc[selected]],
-        axis=1,
-    )  # fmt: skip
-    uns["hvg"] = {"flavor": "seurat_v3", "n_top_genes": int(n_top_genes),
-                  "batch_key": batch_key or ""}  # fmt: skip
-    uns["subsample"] = {"source": src.name, "n_cells_source": int(total),
-                        "n_cells": int(n_cells), "seed": int(seed)}  # fmt: skip
-
-    def selected_rows() -> Iterator[sp.csr_matrix]:
-        for start in range(0, n_cells, _READ_CHUNK_CELLS):
-            yield counts[start : start + _READ_CHUNK_CELLS][:, selected]
-
-    with _atomic_h5ad(out) as handle:
-        _write_csr_rows(handle, selected_rows(), selected.size, _READ_CHUNK_CELLS)
-        _write_annotations(handle, obs=subset.obs, var=var_out, uns=uns)
-
-
-# ---------------------------------------------------------------------------------------
-# h5ad streaming.
-# ---------------------------------------------------------------------------------------
-
-
-def _read_rows(group: h5py.Group, matrix: CSRDataset, rows: np.ndarray) -> sp.csr_matrix:
-    """Rows ``rows`` (sorted) of the on-disk CSR ``matrix`` as an in-memory CSR float32.
-
-    The result's arrays are allocated once at their final size (row lengths come from
-    the stored ``indptr``) and filled chunk by chunk, each chunk one contiguous read from
-    its first to its last wanted row, so the peak is the result plus one chunk.
-    """
-    row_lengths = np.diff(group["indptr"][...])[rows]
-    indptr = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(row_lengths, out=indptr[1:])
-    data = np.empty(int(indptr[-1]), dtype=np.float32)
-    indices = np.empty(int(indptr[-1]), dtype=np.int32)
-    for start in range(0, int(matrix.shape[0]), _READ_CHUNK_CELLS):
-        first, last = np.searchsorted(rows, [start, start + _READ_CHUNK_CELLS])
-        if first == last:
-            continue
-        low, high = int(rows[first]), int(rows[last - 1]) + 1
-        chunk = sp.csr_matrix(matrix[low:high])[rows[first:last] - low]
-        data[indptr[first] : indptr[last]] = chunk.data
-        indices[indptr[first] : indptr[last]] = chunk.indices
-    return sp.csr_matrix((data, indices, indptr), shape=(rows.size, int(matrix.shape[1])))
-
-
-@contextmanager
-def _atomic_h5ad(path: str | Path) -> Iterator[h5py.File]:
-    """An h5py file under a temporary name beside ``path``, renamed to ``path`` on success
-    and deleted on any error (so ``path`` is either complete or untouched)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
-    try:
-        with h5py.File(temporary, "w") as handle:
-            yield handle
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def _write_csr_rows(
-    handle: h5py.File, row_blocks: Iterable[sp.csr_matrix], n_vars: int, chunk_size: int
-) -> None:
-    """Write ``X`` as CSR float32 from consecutive row blocks, ``chunk_size`` rows per
-    append. ``indptr`` is int64 so that files with more than 2**31 stored values work."""
-    ad.io.write_elem(
-        handle,
-        "X",
-        sp.csr_matrix((0, n_vars), dtype=np.float32),
-        # Explicit HDF5 chunks: for an empty resizable dataset h5py would guess tiny ones
-        # (1 element for indptr, 1,024 for data), whose index then grows with the file
-        # (resident memory of ~0.4 GB per 100,000 cells, and slow reads).
-        dataset_kwargs={"indptr_dtype": np.int64, "chunks": (_HDF5_CHUNK_ELEMENTS,)},
-    )
-    on_disk = ad.io.sparse_dataset(handle["X"])
-    pending: list[sp.csr_matrix] = []
-    pending_rows = 0
-    for block in row_blocks:
-        pending.append(block)
-        pending_rows += block.shape[0]
-        if pending_rows >= chunk_size:
-            on_disk.append(sp.vstack(pending, format="csr", dtype=np.float32))
-            pending, pending_rows = [], 0
-    if pending:
-        on_disk.append(sp.vstack(pending, format="csr", dtype=np.float32))
-
-
-def _write_annotations(
-    handle: h5py.File, obs: pd.DataFrame, var: pd.DataFrame, uns: dict[str, Any]
-) -> None:
-    """Everything of an h5ad besides ``X``, as ``anndata.write_h5ad`` lays it out."""
-    n_obs, n_vars = handle["X"].attrs["shape"]
-    if (len(obs), len(var)) != (n_obs, n_vars):
-        raise ValueError(
-            f"obs/var have {len(obs)} × {len(var)} entries but X is {n_obs} × {n_vars}."
-        )
-    ad.io.write_elem(handle, "obs", obs)
-    ad.io.write_elem(handle, "var", var)
-    for key in ("obsm", "varm", "obsp", "varp", "layers"):
-        ad.io.write_elem(handle, key, {})
-    ad.io.write_elem(handle, "uns", uns)
-    handle.attrs["encoding-type"] = "anndata"
-    handle.attrs["encoding-version"] = "0.1.0"

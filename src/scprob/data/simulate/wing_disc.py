@@ -1,85 +1,27 @@
 """Offline stand-in for the Drosophila wing-disc myoblast (AMP) atlas of the paper's Fig. 2.
 
-The real data (Everetts, Worley et al., eLife 10:e61276, 2021; GEO GSE155543) are 19,885
-adult muscle precursor (AMP) cells from four 10x runs: two larval time points (96 h and
-120 h after egg laying), two replicates each (batches ``96H1``, ``96H2``, ``120H1``,
-``120H2``). Cells of both sexes were pooled, and most AMPs proliferate, so cell cycle and
-sex are strong per-cell nuisance factors, observed through 55 nuisance genes (52 cell-cycle
-genes and the sex genes); batch is a sample-level nuisance; time point is wanted biology.
-
-Design of the simulated cells. Cell counts per batch follow the real AMP counts per batch
-(largest-remainder allocation, so they match exactly up to rounding). Each cell's state is
-drawn from the real frequencies of the ten AMP clusters (``DIR_1``: direct flight muscle
-precursors; ``IND_1`` … ``IND_9``: indirect flight muscle precursors) *of its time point*
-(both replicates pooled), so time point shifts state frequencies as in the atlas while the
-two replicates of a time point differ only technically. Each cell is male with the real
-male fraction of its batch. Every proportion is embedded below as the real cell counts
-(see ``REAL_AMP_*``), never read at run time.
-
-Generative model. For cell ``n`` and gene ``g`` the log relative abundance is
-
-    eta[n, g] = b[g]                                   gene baseline, N(0, 1.2²) for background
-              + state[n, g]                            cell-state program
-              + tau[g]   · 1{time point of n = 120H}   time-point program (wanted)
-              + a_S[g]   · s(phi[n]) + a_G2M[g] · m(phi[n])   cell-cycle program
-              + c[g]     · 1{n is male}                sex program
-              + beta[batch of n, g]                    batch effect, N(0, 0.12²) per batch and gene
-
-and the counts are ``x[n, g] ~ NB(mean = L[n] · softmax_g(eta[n, :]), inverse dispersion
-theta[g])``, drawn as a gamma-Poisson mixture, with ``theta[g]`` log-uniform on
-[0.5, 20] (10x-like overdispersion). The library size is lognormal,
-``log L[n] = log(4,500 · n_genes / 2,000) + lambda[batch] + 0.25 · (cycle_score[n] - 0.5)
-+ N(0, 0.35²)`` with a per-batch depth shift ``lambda ~ N(0, 0.15²)``: a median of about
-4,500 UMIs for 2,000 genes, scaled with the number of simulated genes so that per-gene
-depth does not depend on it. Cycling cells are slightly larger (more UMIs), as in real
-data.
-
-*Cell states* are a low-dimensional structure: each state has a 6-d centroid (Direct vs
-Indirect compartment, position on a proximo-distal arc that orders ``IND_1`` … ``IND_9``,
-a maturity value, and two state-specific random coordinates); each cell sits at its
-state's centroid plus N(0, 0.2²) jitter, and 15 % of the background genes load on these
-coordinates with N(0, 0.7²) weights. The 31 marker genes carry explicit state effects
-(``_marker_state_effects``): compartment markers (``vg`` and ``salm`` on in all IND
-states, ``ct``, ``Lim1``, ``ems``, ``toe``, ``ap`` on in ``DIR_1``), spatial markers with
-a Gaussian bump along the IND arc, and progenitor (``twi``, ``zfh1``, ``Him``) versus
-differentiation genes (``Mef2``, ``nau``, ``sls``, ``Act57B``, ``kirre``, ``rst``,
-``hbs``) graded by maturity. The differentiation genes also rise at 120 h.
-
-*Time point*: 8 % of background genes get a log-fold change ``tau ~ N(0, 0.4²)`` at 120 h.
-
-*Cell cycle*: each cell has a phase ``phi`` uniform on the circle. The S and G2/M programs
-are von Mises bumps, ``s(phi) = exp(2 (cos(phi - 0.8 pi) - 1))`` and
-``m(phi) = exp(2 (cos(phi - 1.4 pi) - 1))``, in [0, 1]; the arc around ``phi = 0`` is G1,
-where both are low. ``cycle_score = 1 - (1 - s)(1 - m)`` in [0, 1] is the strength of the
-cycling program, the quantity a corrected latent should not encode. The 52 cell-cycle
-genes follow their phase strongly (``a ~ U(1.5, 3)``); 10 % of background genes follow S
-or G2/M moderately (``|a| ~ U(0.4, 1)``, 85 % up, 15 % down), because in real cells the
-cycle moves far more genes than a marker list holds, which is how it leaks into a latent.
-
-*Sex*: ``lncRNA:roX1`` and ``lncRNA:roX2`` are abundant in males and near zero in females
-(log-fold -7, leaving ambient-level counts); ``msl-2`` is male-biased (log-fold +1.2);
-4 % of background genes get a small sex effect (``|c| ~ U(0.4, 0.8)``, random sign),
-standing for sex-biased somatic genes and imperfect X dosage compensation. Without them
-two roX genes among thousands would barely move a latent space, whereas sex visibly
-structures the real uncorrected one (paper Fig. 2d).
-
-Cell cycle and sex are drawn independently of cell state and time point, so any
-association a method reports between them is an artefact. The background genes of each
-program are drawn independently, so a gene may carry several programs. What is simulated and what is
-real: batch sizes, time points, cluster names and frequencies, sex ratios and the 52
-cell-cycle genes are real; the expression values, the state-to-marker assignment (except
-the established IFM ``vg``-high / DFM ``ct``-high contrast) and the background gene names
-are synthetic.
+``simulate_wing_disc`` draws UMI counts ``(n_cells, n_genes)`` for the four batches of the
+real atlas (Everetts, Worley et al. 2021: two time points × two replicates), with each
+cell's state, time point, cell-cycle phase and sex as known ground truth, so that a method
+correcting for cell cycle and sex (55 nuisance genes) can be scored. Counts are negative
+binomial with mean ``L[n] · softmax_g(eta[n, :])``, where ``eta`` sums a gene baseline and
+the cell-state, time-point, cell-cycle, sex and batch programs. Batch sizes, time points,
+cluster frequencies, sex ratios and the cell-cycle genes are real (embedded below); the
+expression values are synthetic. The design, what is real and the rationale of each
+constant: ``docs/simulators.md``.
 """
 
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from scprob.data.simulate.common import pick_subset
 
 # ---------------------------------------------------------------------------------------
 # Real metadata of the AMP cells, embedded so that the simulator runs offline.
@@ -217,7 +159,7 @@ STATE_MATURITY: dict[str, float] = {
 }  # fmt: skip
 
 # ---------------------------------------------------------------------------------------
-# Model constants (see the module docstring).
+# Model constants (docs/simulators.md describes the model).
 # ---------------------------------------------------------------------------------------
 
 _MEDIAN_UMI_PER_2000_GENES = 4500.0
@@ -328,12 +270,6 @@ def _marker_state_effects() -> np.ndarray:
     return effects
 
 
-def _pick(rng: np.random.Generator, candidates: np.ndarray, fraction: float) -> np.ndarray:
-    """A random subset of ``candidates`` of size ``max(2, round(fraction * len))``."""
-    size = min(len(candidates), max(2, round(fraction * len(candidates))))
-    return np.sort(rng.choice(candidates, size=size, replace=False))
-
-
 def _check_arguments(n_cells: int, n_genes: int, seed: int) -> None:
     for name, value in (("n_cells", n_cells), ("n_genes", n_genes), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -378,27 +314,97 @@ def simulate_wing_disc(n_cells: int = 8000, n_genes: int = 2000, seed: int = 0) 
             ``n_genes < MIN_GENES``.
     """
     _check_arguments(n_cells, n_genes, seed)
+    # One generator for everything: the helpers below draw in this order, which fixes the
+    # data of a seed.
     rng = np.random.default_rng(seed)
+    genes = _gene_layout(n_genes)
+    cells = _draw_cells(rng, n_cells)
+    baseline, theta = _gene_baselines(rng, genes)
+    state_genes, state_loadings, cell_latent = _state_program(rng, genes, cells.state_code)
+    time_lfc = _time_program(rng, genes)
+    s_lfc, g2m_lfc, cycle_program = _cycle_program(rng, genes)
+    male_lfc = _sex_program(rng, genes)
+    batch_lfc, library_size = _batch_effects_and_depth(rng, cells, n_genes)
+    programs = _GenePrograms(
+        baseline=baseline, theta=theta, marker_effects=_marker_state_effects(),
+        state_genes=state_genes, state_loadings=state_loadings, time_lfc=time_lfc,
+        s_lfc=s_lfc, g2m_lfc=g2m_lfc, male_lfc=male_lfc, batch_lfc=batch_lfc,
+    )  # fmt: skip
+    counts = _sample_counts(rng, genes, cells, cell_latent, library_size, programs)
+    return _to_anndata(counts, genes, cells, library_size, cycle_program, theta)
 
-    # ---- genes ---------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------------------
+# The steps of simulate_wing_disc, in the order they draw random numbers.
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _GeneLayout:
+    """Gene names ``(n_genes,)``: markers, cell-cycle genes, sex genes, then background."""
+
+    names: list[str]
+    role: np.ndarray  # (n_genes,) "marker", "cell_cycle", "sex" or "background"
+    column: dict[str, int]  # gene name -> column
+
+    def of_role(self, role: str) -> np.ndarray:
+        """Columns ``(n_role,)`` of the genes with this role."""
+        return np.flatnonzero(self.role == role)
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """Per-cell design, each ``(n_cells,)``: batch code, time point, state code, sex and
+    the cell-cycle phase with its S, G2/M and overall cycle activities."""
+
+    batch_code: np.ndarray
+    timepoint: np.ndarray
+    state_code: np.ndarray
+    is_male: np.ndarray
+    phase: np.ndarray
+    s_activity: np.ndarray
+    g2m_activity: np.ndarray
+    cycle_score: np.ndarray
+
+
+@dataclass(frozen=True)
+class _GenePrograms:
+    """Gene parameters, ``(n_genes,)`` unless said: baseline, NB inverse dispersion,
+    marker effects ``(n_states, n_markers)``, latent loadings ``(6, n_state_genes)`` on
+    ``state_genes``, time-point, S, G2/M and male log-fold changes, and batch effects
+    ``(n_batches, n_genes)``."""
+
+    baseline: np.ndarray
+    theta: np.ndarray
+    marker_effects: np.ndarray
+    state_genes: np.ndarray
+    state_loadings: np.ndarray
+    time_lfc: np.ndarray
+    s_lfc: np.ndarray
+    g2m_lfc: np.ndarray
+    male_lfc: np.ndarray
+    batch_lfc: np.ndarray
+
+
+def _gene_layout(n_genes: int) -> _GeneLayout:
+    """Names and roles of ``n_genes`` genes (no random numbers)."""
     n_background = n_genes - len(MARKER_GENES) - len(NUISANCE_GENES)
-    gene_names = [*MARKER_GENES, *CELL_CYCLE_GENES, *SEX_GENES]
-    gene_names += background_gene_names(n_background)
-    gene_role = np.array(
+    names = [*MARKER_GENES, *CELL_CYCLE_GENES, *SEX_GENES]
+    names += background_gene_names(n_background)
+    role = np.array(
         ["marker"] * len(MARKER_GENES)
         + ["cell_cycle"] * len(CELL_CYCLE_GENES)
         + ["sex"] * len(SEX_GENES)
         + ["background"] * n_background
     )
-    marker_idx = np.flatnonzero(gene_role == "marker")
-    cycle_idx = np.flatnonzero(gene_role == "cell_cycle")
-    background_idx = np.flatnonzero(gene_role == "background")
-    column = {gene: j for j, gene in enumerate(gene_names)}
+    return _GeneLayout(names=names, role=role, column={g: j for j, g in enumerate(names)})
 
-    # ---- cells ---------------------------------------------------------------------
+
+def _draw_cells(rng: np.random.Generator, n_cells: int) -> _Cells:
+    """Batches in the real proportions, then each cell's state (from its time point's
+    frequencies), sex (its batch's male fraction) and cycle phase."""
     batch_sizes = _allocate(n_cells, np.array([BATCH_FRACTIONS[b] for b in BATCHES]))
     batch_code = np.repeat(np.arange(len(BATCHES)), batch_sizes)
-    batch = np.array(BATCHES)[batch_code]
     timepoint = np.array([TIMEPOINT_OF_BATCH[b] for b in BATCHES])[batch_code]
     state_code = np.empty(n_cells, dtype=np.int64)
     for tp in TIMEPOINTS:
@@ -409,110 +415,175 @@ def simulate_wing_disc(n_cells: int = 8000, n_genes: int = 2000, seed: int = 0) 
     is_male = rng.random(n_cells) < male_probability
     phase = rng.uniform(0.0, 2.0 * np.pi, n_cells)
     s_activity, g2m_activity, cycle_score = _cycle_programs(phase)
-    is_late = (timepoint == "120H").astype(np.float64)
+    return _Cells(
+        batch_code=batch_code, timepoint=timepoint, state_code=state_code, is_male=is_male,
+        phase=phase, s_activity=s_activity, g2m_activity=g2m_activity,
+        cycle_score=cycle_score,
+    )  # fmt: skip
 
-    # ---- gene parameters -------------------------------------------------------------
-    baseline = rng.normal(0.0, _BACKGROUND_BASELINE_SD, n_genes)
+
+def _gene_baselines(
+    rng: np.random.Generator, genes: _GeneLayout
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log baseline abundance and NB inverse dispersion, each ``(n_genes,)``."""
+    column = genes.column
+    marker_idx, cycle_idx = genes.of_role("marker"), genes.of_role("cell_cycle")
+    baseline = rng.normal(0.0, _BACKGROUND_BASELINE_SD, len(genes.names))
     baseline[marker_idx] = rng.normal(0.0, 0.5, marker_idx.size)
     for gene in PROGENITOR_MARKERS:  # AMP identity genes, abundant in every AMP
         baseline[column[gene]] = 1.5
     baseline[cycle_idx] = rng.normal(0.5, 0.7, cycle_idx.size)
     baseline[column["PCNA"]] = 1.5
-    baseline[column["lncRNA:roX1"]] = 3.5  # among the most abundant RNAs of a male cell
-    baseline[column["lncRNA:roX2"]] = 2.5
+    # The roX genes are among the most abundant RNAs of a male cell; their baseline is
+    # the female level, and the male program adds the difference back.
+    baseline[column["lncRNA:roX1"]] = 3.5 + _ROX_FEMALE_LFC
+    baseline[column["lncRNA:roX2"]] = 2.5 + _ROX_FEMALE_LFC
     baseline[column["msl-2"]] = -0.5
-    theta = np.exp(rng.uniform(np.log(_THETA_RANGE[0]), np.log(_THETA_RANGE[1]), n_genes))
-
-    # State program: markers explicitly, a fraction of background genes through the latent.
-    centroids = _state_centroids(rng)
-    state_genes = _pick(rng, background_idx, _STATE_GENE_FRACTION)
-    state_loadings = rng.normal(0.0, _STATE_LOADING_SD, (centroids.shape[1], state_genes.size))
-    cell_latent = centroids[state_code] + rng.normal(
-        0.0, _STATE_LATENT_JITTER_SD, (n_cells, centroids.shape[1])
+    theta = np.exp(
+        rng.uniform(np.log(_THETA_RANGE[0]), np.log(_THETA_RANGE[1]), len(genes.names))
     )
-    marker_effects = _marker_state_effects()
+    return baseline, theta
 
-    # Time-point program (wanted signal).
-    time_lfc = np.zeros(n_genes)
-    time_genes = _pick(rng, background_idx, _TIME_GENE_FRACTION)
+
+def _state_program(
+    rng: np.random.Generator, genes: _GeneLayout, state_code: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Background genes on the state latent: their columns ``(n_state_genes,)``, loadings
+    ``(6, n_state_genes)`` and each cell's latent position ``(n_cells, 6)`` (its state's
+    centroid plus jitter). The markers' state effects are ``_marker_state_effects``."""
+    centroids = _state_centroids(rng)
+    state_genes = pick_subset(rng, genes.of_role("background"), _STATE_GENE_FRACTION)
+    loadings = rng.normal(0.0, _STATE_LOADING_SD, (centroids.shape[1], state_genes.size))
+    cell_latent = centroids[state_code] + rng.normal(
+        0.0, _STATE_LATENT_JITTER_SD, (state_code.size, centroids.shape[1])
+    )
+    return state_genes, loadings, cell_latent
+
+
+def _time_program(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Log-fold changes ``(n_genes,)`` at 120 h (the wanted signal)."""
+    time_lfc = np.zeros(len(genes.names))
+    time_genes = pick_subset(rng, genes.of_role("background"), _TIME_GENE_FRACTION)
     time_lfc[time_genes] = rng.normal(0.0, _TIME_LFC_SD, time_genes.size)
     for gene in DIFFERENTIATION_MARKERS:
-        time_lfc[column[gene]] = _DIFFERENTIATION_LFC_120H
+        time_lfc[genes.column[gene]] = _DIFFERENTIATION_LFC_120H
+    return time_lfc
 
-    # Cell-cycle program.
+
+def _cycle_program(
+    rng: np.random.Generator, genes: _GeneLayout
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S and G2/M log-fold changes ``(n_genes,)`` each, and every gene's program label
+    ``(n_genes,)`` ("S", "G2M" or ""): the cell-cycle genes strongly, a fraction of the
+    background genes moderately."""
+    n_genes = len(genes.names)
     s_lfc = np.zeros(n_genes)
     g2m_lfc = np.zeros(n_genes)
     cycle_program = np.full(n_genes, "", dtype=object)
-    for j in cycle_idx:
-        is_g2m = gene_names[j] in G2M_GENES
+    for j in genes.of_role("cell_cycle"):
+        is_g2m = genes.names[j] in G2M_GENES
         (g2m_lfc if is_g2m else s_lfc)[j] = rng.uniform(*_CYCLE_GENE_LFC)
         cycle_program[j] = "G2M" if is_g2m else "S"
-    cycle_genes_bg = _pick(rng, background_idx, _CYCLE_BACKGROUND_FRACTION)
-    magnitude = rng.uniform(*_CYCLE_BACKGROUND_LFC, cycle_genes_bg.size)
-    sign = np.where(rng.random(cycle_genes_bg.size) < _CYCLE_BACKGROUND_DOWN_FRACTION, -1, 1)
-    follows_g2m = rng.random(cycle_genes_bg.size) < 0.5
-    g2m_lfc[cycle_genes_bg[follows_g2m]] = (sign * magnitude)[follows_g2m]
-    s_lfc[cycle_genes_bg[~follows_g2m]] = (sign * magnitude)[~follows_g2m]
-    cycle_program[cycle_genes_bg] = np.where(follows_g2m, "G2M", "S")
+    background = pick_subset(rng, genes.of_role("background"), _CYCLE_BACKGROUND_FRACTION)
+    magnitude = rng.uniform(*_CYCLE_BACKGROUND_LFC, background.size)
+    sign = np.where(rng.random(background.size) < _CYCLE_BACKGROUND_DOWN_FRACTION, -1, 1)
+    follows_g2m = rng.random(background.size) < 0.5
+    g2m_lfc[background[follows_g2m]] = (sign * magnitude)[follows_g2m]
+    s_lfc[background[~follows_g2m]] = (sign * magnitude)[~follows_g2m]
+    cycle_program[background] = np.where(follows_g2m, "G2M", "S")
+    return s_lfc, g2m_lfc, cycle_program
 
-    # Sex program: roX genes are written for males and switched off in females.
-    male_lfc = np.zeros(n_genes)
+
+def _sex_program(rng: np.random.Generator, genes: _GeneLayout) -> np.ndarray:
+    """Male log-fold changes ``(n_genes,)``: roX on, msl-2 up, some background genes."""
+    column = genes.column
+    male_lfc = np.zeros(len(genes.names))
     male_lfc[column["lncRNA:roX1"]] = -_ROX_FEMALE_LFC
     male_lfc[column["lncRNA:roX2"]] = -_ROX_FEMALE_LFC
     male_lfc[column["msl-2"]] = _MSL2_MALE_LFC
-    baseline[[column["lncRNA:roX1"], column["lncRNA:roX2"]]] += _ROX_FEMALE_LFC
-    sex_genes_bg = _pick(rng, background_idx, _SEX_BACKGROUND_FRACTION)
-    male_lfc[sex_genes_bg] = rng.uniform(*_SEX_BACKGROUND_LFC, sex_genes_bg.size) * rng.choice(
-        [-1.0, 1.0], sex_genes_bg.size
+    background = pick_subset(rng, genes.of_role("background"), _SEX_BACKGROUND_FRACTION)
+    male_lfc[background] = rng.uniform(*_SEX_BACKGROUND_LFC, background.size) * rng.choice(
+        [-1.0, 1.0], background.size
     )
+    return male_lfc
 
-    # Batch effects and library sizes.
+
+def _batch_effects_and_depth(
+    rng: np.random.Generator, cells: _Cells, n_genes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch log-fold changes ``(n_batches, n_genes)`` and library sizes ``(n_cells,)``."""
     batch_lfc = rng.normal(0.0, _BATCH_EFFECT_SD, (len(BATCHES), n_genes))
     batch_depth = rng.normal(0.0, _BATCH_DEPTH_SD, len(BATCHES))
     median_umi = _MEDIAN_UMI_PER_2000_GENES * n_genes / 2000.0
     log_library = (
         np.log(median_umi)
-        + batch_depth[batch_code]
-        + _CYCLE_DEPTH_SLOPE * (cycle_score - 0.5)
-        + rng.normal(0.0, _LOG_LIBRARY_SD, n_cells)
+        + batch_depth[cells.batch_code]
+        + _CYCLE_DEPTH_SLOPE * (cells.cycle_score - 0.5)
+        + rng.normal(0.0, _LOG_LIBRARY_SD, cells.batch_code.size)
     )
-    library_size = np.exp(log_library)
+    return batch_lfc, np.exp(log_library)
 
-    # ---- counts, in chunks of cells to bound memory ------------------------------------
+
+def _sample_counts(
+    rng: np.random.Generator,
+    genes: _GeneLayout,
+    cells: _Cells,
+    cell_latent: np.ndarray,
+    library_size: np.ndarray,
+    programs: _GenePrograms,
+) -> sp.csr_matrix:
+    """Gamma-Poisson counts ``(n_cells, n_genes)`` CSR float32, ``_SAMPLING_CHUNK_CELLS``
+    cells at a time so that the dense work stays small."""
+    n_cells = cells.batch_code.size
+    marker_idx = genes.of_role("marker")
+    is_late = (cells.timepoint == "120H").astype(np.float64)
     blocks: list[sp.csr_matrix] = []
     for start in range(0, n_cells, _SAMPLING_CHUNK_CELLS):
         rows = slice(start, min(start + _SAMPLING_CHUNK_CELLS, n_cells))
-        eta = baseline + batch_lfc[batch_code[rows]]
-        eta[:, marker_idx] += marker_effects[state_code[rows]]
-        eta[:, state_genes] += cell_latent[rows] @ state_loadings
-        eta += np.outer(is_late[rows], time_lfc)
-        eta += np.outer(s_activity[rows], s_lfc) + np.outer(g2m_activity[rows], g2m_lfc)
-        eta += np.outer(is_male[rows].astype(np.float64), male_lfc)
+        eta = programs.baseline + programs.batch_lfc[cells.batch_code[rows]]
+        eta[:, marker_idx] += programs.marker_effects[cells.state_code[rows]]
+        eta[:, programs.state_genes] += cell_latent[rows] @ programs.state_loadings
+        eta += np.outer(is_late[rows], programs.time_lfc)
+        eta += np.outer(cells.s_activity[rows], programs.s_lfc) + np.outer(
+            cells.g2m_activity[rows], programs.g2m_lfc
+        )
+        eta += np.outer(cells.is_male[rows].astype(np.float64), programs.male_lfc)
         eta -= eta.max(axis=1, keepdims=True)
         proportions = np.exp(eta)
         proportions /= proportions.sum(axis=1, keepdims=True)
         mean = library_size[rows, None] * proportions
-        rate = rng.gamma(shape=theta, scale=mean / theta)
+        rate = rng.gamma(shape=programs.theta, scale=mean / programs.theta)
         blocks.append(sp.csr_matrix(rng.poisson(rate).astype(np.float32)))
-    counts = sp.vstack(blocks, format="csr", dtype=np.float32)
+    return sp.vstack(blocks, format="csr", dtype=np.float32)
 
-    # ---- AnnData -------------------------------------------------------------------
-    states = np.array(CELL_STATES)[state_code]
+
+def _to_anndata(
+    counts: sp.csr_matrix,
+    genes: _GeneLayout,
+    cells: _Cells,
+    library_size: np.ndarray,
+    cycle_program: np.ndarray,
+    theta: np.ndarray,
+) -> ad.AnnData:
+    """The counts with the simulated truth in ``obs``, gene roles in ``var``, gene lists
+    in ``uns`` (the layout ``simulate_wing_disc`` documents)."""
+    batch = np.array(BATCHES)[cells.batch_code]
+    states = np.array(CELL_STATES)[cells.state_code]
     obs = pd.DataFrame(
         {
             "batch": pd.Categorical(batch, categories=list(BATCHES)),
-            "timepoint": pd.Categorical(timepoint, categories=list(TIMEPOINTS)),
+            "timepoint": pd.Categorical(cells.timepoint, categories=list(TIMEPOINTS)),
             "cell_state": pd.Categorical(states, categories=list(CELL_STATES)),
             "domain": pd.Categorical(
                 [DOMAIN_OF_STATE[s] for s in states], categories=["Direct", "Indirect"]
             ),
             "sex": pd.Categorical(
-                np.where(is_male, "MALE", "FEMALE"), categories=["FEMALE", "MALE"]
+                np.where(cells.is_male, "MALE", "FEMALE"), categories=["FEMALE", "MALE"]
             ),
-            "cycle_phase": phase,
-            "s_score": s_activity,
-            "g2m_score": g2m_activity,
-            "cycle_score": cycle_score,
+            "cycle_phase": cells.phase,
+            "s_score": cells.s_activity,
+            "g2m_score": cells.g2m_activity,
+            "cycle_score": cells.cycle_score,
             "library_size": library_size,
         },
         index=pd.Index([f"sim{i:06d}.{b}" for i, b in enumerate(batch)], name="cell"),
@@ -520,12 +591,12 @@ def simulate_wing_disc(n_cells: int = 8000, n_genes: int = 2000, seed: int = 0) 
     var = pd.DataFrame(
         {
             "gene_role": pd.Categorical(
-                gene_role, categories=["marker", "cell_cycle", "sex", "background"]
+                genes.role, categories=["marker", "cell_cycle", "sex", "background"]
             ),
             "cycle_program": cycle_program.astype(str),
             "nb_inverse_dispersion": theta,
         },
-        index=pd.Index(gene_names, name="gene"),
+        index=pd.Index(genes.names, name="gene"),
     )
     adata = ad.AnnData(X=counts, obs=obs, var=var)
     adata.layers["counts"] = counts.copy()
