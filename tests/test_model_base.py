@@ -259,3 +259,17 @@ def test_a_new_model_gets_the_whole_api_from_its_module_and_fields(tmp_path) -> 
     aligned = query_model.registry.align_query(adata)
     np.testing.assert_allclose(query_model.get_normalized_expression(aligned, return_numpy=True),
                                model.get_normalized_expression(return_numpy=True), rtol=1e-6)
+
+
+def test_a_query_of_a_default_built_reference_has_no_dropout() -> None:
+    """Surgery edits the reference's hyperparameters, defaults included: a reference built
+    with every default still gives a query model without dropout (freeze_dropout)."""
+    adata = make_counts_adata()
+    SCVI.setup_anndata(adata, batch_key="batch")
+    reference = SCVI(adata)
+    assert reference.init_params["dropout_rate"] == 0.1
+    query = make_counts_adata(seed=1)
+    query.obs["batch"] = query.obs["batch"].cat.rename_categories({"b1": "q1", "b2": "q2"})
+    query_model = SCVI.load_query_data(query, reference)
+    assert query_model.init_params["dropout_rate"] == 0.0
+    assert not any(isinstance(m, nn.Dropout) for m in query_model.module.modules())

@@ -79,12 +79,17 @@ class BaseModel:
                 f"are {self.hyperparameter_names()} (and seed)."
             )
         self.adata, self.registry, self.seed = adata, registry, seed
-        self.init_params: dict[str, Any] = dict(hyperparameters)
+        # Every hyperparameter, defaults included: what save records and surgery edits.
+        parameters = inspect.signature(self.module_class).parameters
+        self.init_params: dict[str, Any] = {
+            name: parameters[name].default for name in self.hyperparameter_names()
+            if parameters[name].default is not inspect.Parameter.empty}
+        self.init_params.update(hyperparameters)
         torch.manual_seed(seed)  # the initial weights depend on the seed only
         inputs = registry.module_inputs()
-        accepted = inspect.signature(self.module_class).parameters
+        accepted = parameters
         self.module = self.module_class(
-            **{k: v for k, v in inputs.items() if k in accepted}, **hyperparameters)
+            **{k: v for k, v in inputs.items() if k in accepted}, **self.init_params)
         self.is_trained = False
         self.history = pd.DataFrame()
         self.likelihood_kernel: str | None = None  # the kernel of the last fit

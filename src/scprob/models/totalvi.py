@@ -380,22 +380,25 @@ class TOTALVI(BaseModel):
     def _proteins(self) -> ProteinField:
         return self.registry.fields["protein"]  # type: ignore[return-value]
 
-    def _set_background_prior(self, batches: slice) -> None:
+    def _set_background_prior(self, batches: slice, dtype: torch.dtype) -> None:
         """The prior of ``log β`` of the batch codes ``batches``, fitted to this model's
-        data (``scprob.models.protein_background``)."""
+        data (``scprob.models.protein_background``); ``log d`` is taken in ``dtype``."""
         _, proteins = self._proteins.values(self.adata)
         batch = self.registry.categorical.extract(self.adata, self.registry.fields)[:, 0]
         mean, sd = background_prior_from_data(proteins, batch, self._proteins.observed_mask)
-        self.module.set_background_prior(torch.as_tensor(mean[batches]),
-                                         torch.as_tensor(sd[batches]), batches)
+        self.module.set_background_prior(torch.as_tensor(mean[batches], dtype=dtype),
+                                         torch.as_tensor(sd[batches], dtype=dtype), batches)
 
     def initialise_from_data(self) -> None:
-        self._set_background_prior(slice(None))
+        self._set_background_prior(slice(None), torch.float32)
 
     def after_surgery(self) -> None:
         """A new batch's background prior comes from the query's own counts, as the
-        reference's came from its own."""
-        self._set_background_prior(slice(self.registry.categorical.n_reference_rows[0], None))
+        reference's came from its own. (The query's log-scale is taken in float64, the
+        reference's in float32, as in every model saved so far: their results reproduce
+        bit for bit.)"""
+        self._set_background_prior(slice(self.registry.categorical.n_reference_rows[0], None),
+                                   torch.float64)
 
     # queries ----------------------------------------------------------------------------
     def get_latent_representation(
