@@ -289,6 +289,10 @@ def test_benchmark_settings_and_peer_are_checked(tmp_path) -> None:
         ThroughputSettings(batch_sizes=[])
     with pytest.raises(ValueError, match=r"accelerators must be 'cpu' and/or 'gpu', got \['tpu'\]"):
         ThroughputSettings(accelerators=["cpu", "tpu"])
+    # The package names no workflow file: the caller passes the peer script.
+    with pytest.raises(ValueError, match="peer=True needs peer_script"):
+        ThroughputSettings(peer=True)
+    assert ThroughputSettings(peer=True, peer_script="peer.py").peer_script == "peer.py"
     with pytest.raises(ValueError, match=r"the peer interpreter .* does not exist: create the "
                                          r"scvi-tools environment from envs/scvi-tools.lock "
                                          r"\(`make peer-env`"):
