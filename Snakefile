@@ -7,9 +7,17 @@
 # Results and logs are written under results/ and logs/ of the working directory
 # (--directory); config/config.yaml is read from there too, or pass --configfile.
 
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# OpenMP threads that wait for each other sleep instead of spinning: with spinning waiters
+# a multi-thread torch job slows down a hundredfold as soon as another process takes a
+# core (docs/performance.md). OpenMP reads this when a job's torch or numba loads it; set
+# here, every job inherits it from the start, before any of its imports.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 configfile: "config/config.yaml"
