@@ -39,7 +39,7 @@ $(PEER_STAMP): envs/scvi-tools.lock
 
 benchmark: $(STAMP) $(PEER_STAMP)
 	$(BIN)/snakemake results/benchmarks/throughput.json --cores $(CORES) \
-		--forcerun benchmark_throughput --configfile config/peer.yaml
+		--forcerun benchmark_throughput --configfile config/config.yaml config/peer.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests workflow/scripts

@@ -195,3 +195,34 @@ def test_umap_from_graph_is_seeded_and_keeps_clusters(adata_and_keys) -> None:
     # The 2-D layout still separates the cell states.
     layout_graph = neighbor_graph(layout).connectivities
     assert label_knn_accuracy(layout_graph, adata.obs["state"]) > 0.95
+
+
+def test_both_studies_run_the_same_baseline_steps(adata_and_keys) -> None:
+    from scprob.bench.baselines import bbknn_graph, combined_labels, run_baseline
+    from scprob.data.preprocess import log_normalize
+
+    adata, keys = adata_and_keys
+    log_normalized = log_normalize(adata.layers["counts"])
+    continuous, batch = adata.obs[keys], adata.obs[["batch"]]
+    # The covariates study's regress-harmony is run_baseline's, scaled, plus the kNN graph.
+    corrected = run_baseline("regress_harmony", log_normalized, continuous, batch,
+                             n_pcs=N_PCS, seed=1, scale=True)
+    expected = neighbor_graph(corrected, seed=1, name="regress-harmony")
+    harmony = regress_harmony(adata, keys, "batch", n_pcs=N_PCS, seed=1)
+    assert (harmony.connectivities != expected.connectivities).nnz == 0
+    # Without scaling (the runtime study's steps) the PCs, and so the result, differ.
+    unscaled = run_baseline("regress_harmony", log_normalized, continuous, batch,
+                            n_pcs=N_PCS, seed=1)
+    assert not np.allclose(unscaled, corrected)
+    # bbknn corrects the combination of several categorical covariates.
+    donors = np.where(np.arange(adata.n_obs) % 2, "d1", "d2")
+    two_keys = adata.obs[["batch"]].assign(donor=donors)
+    graph = run_baseline("regress_bbknn", log_normalized, continuous, two_keys, n_pcs=N_PCS)
+    pcs = run_baseline("regress_bbknn", log_normalized, continuous, two_keys,
+                       n_pcs=N_PCS).embedding
+    direct = bbknn_graph(pcs, combined_labels(two_keys, ["batch", "donor"]))
+    assert graph.graph_only and (graph.connectivities != direct.connectivities).nnz == 0
+    residuals = run_baseline("regress", log_normalized, continuous, batch)
+    assert residuals.shape == adata.shape
+    with pytest.raises(ValueError, match="method must be one of"):
+        run_baseline("regress_scanorama", log_normalized, continuous, batch)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +142,13 @@ def test_paper_config_has_the_default_keys_and_the_papers_runtime_study() -> Non
             paper["covariates"]["simulate"]["n_genes"]) == (19885, 3332)
 
 
-def dry_run(directory: Path, configfile: Path) -> tuple[int, str]:
+def dry_run(directory: Path, *configfiles: Path, extra: Sequence[str] = ()
+            ) -> tuple[int, str]:
     """``snakemake -n`` of the repository's Snakefile in ``directory``: exit status and
     the combined output (Snakemake logs its errors to stdout)."""
     run = subprocess.run(
-        [str(SNAKEMAKE), "-n", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(directory), "--configfile", str(configfile)],
+        [str(SNAKEMAKE), "-n", *extra, "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(directory), "--configfile", *map(str, configfiles)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
     )
     return run.returncode, run.stdout
@@ -168,3 +170,40 @@ def test_scarches_configs_keep_the_papers_architecture_and_epoch_ratio(name: str
     assert query["weight_decay"] == 0.0
     # The paper trained 250 reference epochs and 150 query epochs.
     assert reference["max_epochs"] * 150 == query["max_epochs"] * 250
+
+
+def delete_key(config: dict[str, Any], dotted: str) -> dict[str, Any]:
+    """A copy of ``config`` without ``dotted`` ("a.b.c")."""
+    changed = copy.deepcopy(config)
+    *parents, last = dotted.split(".")
+    node = changed
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return changed
+
+
+@pytest.mark.parametrize("dotted", ["scarches.totalvi.n_latent", "covariates.scvi.max_epochs",
+                                    "seed"])
+def test_a_partial_configfile_stops_the_run_naming_the_missing_key(
+    tmp_path: Path, dotted: str
+) -> None:
+    # config/config.yaml holds the key, so a config layered on it would pass: the file
+    # must be validated as given.
+    partial = tmp_path / "partial.yaml"
+    partial.write_text(yaml.safe_dump(delete_key(load("test.yaml"), dotted)))
+    returncode, output = dry_run(tmp_path, partial)
+    assert returncode != 0
+    assert f"it leaves out {dotted}" in output
+    assert "Error validating config file" in output
+
+
+def test_configfiles_merge_in_order_and_config_overrides_them(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("benchmarks:\n  throughput:\n    repeats: 2\n")
+    returncode, output = dry_run(tmp_path, REPO / "config" / "test.yaml", overlay)
+    assert returncode == 0, output
+    # --config lands on top of the given files and is validated with them.
+    returncode, output = dry_run(tmp_path, REPO / "config" / "test.yaml",
+                                 extra=["--config", "seed=-1"])
+    assert returncode != 0 and "['seed']" in output

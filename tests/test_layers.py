@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from scprob.models.scvi import VAE
@@ -68,3 +69,24 @@ def test_added_categories_start_at_the_mean_row_and_only_they_are_new() -> None:
     assert layer.n_categories == [3, 4]
     torch.testing.assert_close(layer.table(1)[:2], before)
     torch.testing.assert_close(layer.table(1)[2], before.mean(0))
+
+
+@pytest.mark.parametrize("n_categories", [3, 100])
+def test_covariate_linear_one_hot_and_lookup_paths_equal_the_definition(n_categories: int
+                                                                         ) -> None:
+    from scprob.nn.layers import ONE_HOT_MAX_CATEGORIES, CovariateLinear
+
+    assert (n_categories <= ONE_HOT_MAX_CATEGORIES) == (n_categories == 3)
+    torch.manual_seed(0)
+    layer = CovariateLinear(5, 7, n_categories=[n_categories, 2], n_continuous=4).double()
+    h, cont = torch.randn(50, 5, dtype=torch.float64), torch.randn(50, 4, dtype=torch.float64)
+    cat = torch.stack([torch.randint(0, n_categories, (50,)), torch.randint(0, 2, (50,))], 1)
+    expected = (layer.linear(h) + layer.table(0)[cat[:, 0]] + layer.table(1)[cat[:, 1]]
+                + cont @ layer.continuous_weight)
+    out = layer(h, cat, cont)
+    torch.testing.assert_close(out, expected)
+    parameters = [p for p in layer.parameters() if p.numel() > 0]  # no query rows yet
+    grads = torch.autograd.grad(out.square().sum(), parameters)
+    want = torch.autograd.grad(expected.square().sum(), parameters)
+    for got, reference in zip(grads, want, strict=True):
+        torch.testing.assert_close(got, reference)

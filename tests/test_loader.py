@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from scipy import special
 
-from scprob.data.loader import CellData, MinibatchLoader, train_validation_split
+from scprob.data.loader import CellData, DeviceCSR, MinibatchLoader, train_validation_split
 
 
 def _data(sparse: bool) -> CellData:
@@ -64,3 +65,48 @@ def test_split_is_seeded_and_disjoint() -> None:
     assert np.array_equal(train, train_validation_split(1000, 0.9, seed=5)[0])
     with pytest.raises(ValueError, match=r"train_size must be in \(0, 1\], got 1.5"):
         train_validation_split(10, 1.5)
+
+
+def _counts(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(1.5, (57, 23)) * (rng.random((57, 23)) < 0.5)
+    counts[3] = 0  # an empty row
+    counts[4, 2] = 2_000_000  # beyond the lookup table
+    return counts.astype(np.float32)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_loader_serves_each_cells_log_factorial(sparse: bool) -> None:
+    counts = _counts()
+    matrix = sp.csr_matrix(counts) if sparse else counts
+    data = CellData.from_arrays(matrix, {"categorical": np.zeros((57, 1))})
+    expected = special.gammaln(counts.astype(np.float64) + 1.0).sum(axis=1)
+    np.testing.assert_allclose(data.log_factorial.numpy(), expected, rtol=1e-6)
+    batch = next(iter(MinibatchLoader(data, np.arange(57), 16, shuffle=True, seed=2)))
+    order = MinibatchLoader(data, np.arange(57), 16, shuffle=True, seed=2).order(0)[:16]
+    np.testing.assert_allclose(batch["log_factorial"].numpy(), expected[order], rtol=1e-6)
+
+
+def test_device_csr_gathers_the_same_rows_as_scipy() -> None:
+    counts = _counts(1)
+    matrix = sp.csr_matrix(counts)
+    gathered = DeviceCSR(matrix, "cpu").rows(torch.tensor([5, 3, 0, 56, 5]))
+    np.testing.assert_array_equal(gathered.numpy(), counts[[5, 3, 0, 56, 5]])
+
+
+def test_loader_over_device_csr_serves_the_same_batches() -> None:
+    counts = _counts(2)
+    host = CellData.from_arrays(sp.csr_matrix(counts), {"categorical": np.arange(57)[:, None] % 3,
+                                                        "continuous": np.zeros((57, 0))})
+    gathered = CellData(DeviceCSR(host.counts, "cpu"), host.values, host.log_factorial)
+    for a, b in zip(MinibatchLoader(host, np.arange(57), 10, shuffle=True, seed=4),
+                    MinibatchLoader(gathered, np.arange(57), 10, shuffle=True, seed=4),
+                    strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key])
+
+
+def test_on_device_is_the_identity_on_the_cpu() -> None:
+    data = CellData.from_arrays(sp.csr_matrix(_counts()), {"categorical": np.zeros((57, 1))})
+    assert data.on_device("cpu") is data

@@ -8,19 +8,16 @@ by side: the test checks what the jobs write, never how long they took.
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, TEST_CONFIG, run_snakemake
+from tests.conftest import TEST_CONFIG, run_snakemake
 
 pytest.importorskip("snakemake")
 
@@ -112,6 +109,8 @@ def test_scvi_trains_with_the_paper_protocol_up_to_the_cap(
             workdir / f"results/scaling/timings/scvi_{n_cells}_training_history.csv")
         assert len(history) == record["epochs"]
         assert record["machine"]["omp_wait_policy"] == "PASSIVE"
+        # The test config's fits are far too short to compile the likelihood kernel.
+        assert record["likelihood_kernel"] == "eager"
 
 
 @pytest.mark.workflow
@@ -145,49 +144,46 @@ def test_inconsistent_scaling_config_stops_the_dry_run(tmp_path: Path) -> None:
 # The pieces ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def timing_module() -> ModuleType:
-    scripts = str(REPO / "workflow" / "scripts")
-    sys.path.insert(0, scripts)
-    try:
-        return importlib.import_module("scaling_timing")
-    finally:
-        sys.path.remove(scripts)
+def test_paper_train_size_keeps_validation_below_20000_cells() -> None:
+    from scprob.bench.measure import paper_train_size
 
-
-def test_paper_train_size_keeps_validation_below_20000_cells(timing_module: ModuleType) -> None:
-    assert timing_module.paper_train_size(5_000) == 0.9
-    assert timing_module.paper_train_size(199_999) == 0.9
+    assert paper_train_size(5_000) == 0.9
+    assert paper_train_size(199_999) == 0.9
     for n_cells in (200_000, 320_000, 486_134):
-        validation = n_cells * (1 - timing_module.paper_train_size(n_cells))
+        validation = n_cells * (1 - paper_train_size(n_cells))
         assert validation == pytest.approx(20_000)
     with pytest.raises(ValueError, match="n_cells must be at least 2"):
-        timing_module.paper_train_size(1)
+        paper_train_size(1)
 
 
-def test_warmup_cells_cover_every_batch(timing_module: ModuleType) -> None:
+def test_warmup_cells_cover_every_batch() -> None:
+    from scprob.bench.baselines import combined_labels
+    from scprob.bench.scaling import warmup_indices
+
     rng = np.random.default_rng(0)
     obs = pd.DataFrame({
         "cell_source": rng.choice(["A", "B", "C"], size=1000, p=[0.8, 0.15, 0.05]),
         "donor": rng.choice(["d1", "d2"], size=1000),
     })
-    rows = timing_module.warmup_indices(obs, ["cell_source", "donor"], 60)
-    labels = timing_module.combined_labels(obs, ["cell_source", "donor"])
+    rows = warmup_indices(obs, ["cell_source", "donor"], 60)
+    labels = combined_labels(obs, ["cell_source", "donor"])
     assert set(labels[rows]) == set(labels)  # every pair, however rare
     assert np.all(np.diff(rows) > 0)
     counts = pd.Series(labels[rows]).value_counts()
     assert counts.max() == 10  # ceil(60 / 6 pairs)
-    assert np.array_equal(rows, timing_module.warmup_indices(obs, ["cell_source", "donor"], 60))
+    assert np.array_equal(rows, warmup_indices(obs, ["cell_source", "donor"], 60))
     with pytest.raises(ValueError, match="missing: \\['batch'\\]"):
-        timing_module.combined_labels(obs, ["batch"])
+        combined_labels(obs, ["batch"])
 
 
-def test_measure_reports_the_memory_the_call_allocates(timing_module: ModuleType) -> None:
+def test_measure_reports_the_memory_the_call_allocates() -> None:
+    from scprob.bench.measure import measure
+
     def allocate() -> float:
         block = np.ones(64 * 1024**2 // 8)  # 64 MiB, touched
         return float(block.sum())
 
-    result, measurement = timing_module.measure(allocate)
+    result, measurement = measure(allocate)
     assert result == 64 * 1024**2 // 8
     assert measurement.seconds > 0 and measurement.cpu_seconds >= 0
     # The peak covers the touched 64 MiB block. (How much of it is *new* resident memory
@@ -196,6 +192,21 @@ def test_measure_reports_the_memory_the_call_allocates(timing_module: ModuleType
     assert measurement.peak_rss_gib >= 60 / 1024
     if measurement.peak_rss_scope == "timed call":
         assert measurement.peak_rss_gib >= measurement.rss_before_gib
+
+
+def test_stage_clock_measures_each_section_and_sums_the_named_ones() -> None:
+    from scprob.bench.measure import StageClock
+
+    clock = StageClock()
+    assert clock.run("build", lambda: sum(range(100_000))) == sum(range(100_000))
+    clock.run("train", lambda: np.ones(10**6).sum())
+    clock.run("check", lambda: None)
+    assert list(clock.sections) == ["build", "train", "check"]
+    seconds = {name: m.seconds for name, m in clock.sections.items()}
+    assert clock.total(["build", "train"]) == pytest.approx(seconds["build"] + seconds["train"])
+    assert clock.total(["check"], "cpu_seconds") == clock.sections["check"].cpu_seconds
+    record = clock.as_dict()
+    assert record["train"]["seconds"] == seconds["train"] and "peak_rss_gib" in record["train"]
 
 
 def test_regress_out_removes_the_linear_covariate_signal() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -186,6 +187,53 @@ def test_second_run_has_nothing_to_do(workdir: Path) -> None:
 
 
 @pytest.mark.workflow
+def test_a_truncated_intermediate_fails_its_consumer_naming_the_file(
+    workdir: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(workdir.parents[1], copy, symlinks=True)
+    integrated = Path(RESULTS) / "integrated" / "scvi.h5ad"
+    data = (copy / integrated).read_bytes()
+    (copy / integrated).write_bytes(data[: len(data) // 3])
+    target = Path(RESULTS) / "tables" / "per_method" / "scvi_gearys_c.csv"
+    run = snakemake(copy, str(target))
+    assert run.returncode != 0
+    log = (copy / "logs" / "covariates" / "evaluate_scvi.log").read_text()
+    assert f"input {integrated} cannot be read" in log
+    assert f"--forcerun {integrated}" in log
+    assert log.count('  File "') <= 6  # the script's frames, not the reader's 20
+    assert not (copy / target).exists()
+    assert not list((copy / RESULTS).rglob(".*.partial*"))
+
+
+@pytest.mark.workflow
+def test_config_overrides_apply_on_top_of_a_full_configfile(workdir: Path) -> None:
+    run = snakemake(workdir.parents[1], "-n", "--config", "seed=3")
+    assert run.returncode == 0, run.stdout[-3000:]
+    # Every seeded job reruns: the override reached the rules' params.
+    assert "Nothing to be done" not in run.stdout
+    assert "simulate_wing_disc" in run.stdout and "params" in run.stdout.lower()
+
+
+@pytest.mark.workflow
+def test_report_needs_no_cores(workdir: Path) -> None:
+    # The Snakefile's documented `snakemake --report report.html`, without --cores
+    # (the timed rules' threads are every core of the run, which a report run lacks);
+    # the targets keep it to the covariates study, the one this module ran.
+    directory = workdir.parents[1]
+    run = subprocess.run(
+        [str(SNAKEMAKE), "--report", "report.html", f"{RESULTS}/tables/summary.csv",
+         f"{RESULTS}/figures/fig2d_umap_scvi_vs_scvi_cc.png",
+         "--snakefile", str(REPO / "Snakefile"), "--directory", str(directory),
+         "--configfile", str(REPO / "config" / "test.yaml")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    report = (directory / "report.html").read_text()
+    assert "Geary" in report and len(report) > 100_000
+
+
+@pytest.mark.workflow
 def test_lint_is_clean() -> None:
     run = subprocess.run([str(SNAKEMAKE), "--lint"], cwd=REPO, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, timeout=120)
@@ -209,3 +257,27 @@ def test_atomic_output_leaves_no_file_when_the_write_fails(
         assert part.parent == target.parent and part.suffix == ".csv"
         part.write_text("a,b\n1,2\n")
     assert target.read_text() == "a,b\n1,2\n" and list(target.parent.iterdir()) == [target]
+
+
+def test_an_unreadable_h5ad_input_is_named_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anndata as ad
+
+    monkeypatch.syspath_prepend(str(REPO / "workflow" / "scripts"))
+    helpers = importlib.import_module("workflow_helpers")
+    path = tmp_path / "results" / "prepared.h5ad"
+    path.parent.mkdir()
+    ad.AnnData(np.ones((50, 20), dtype=np.float32)).write_h5ad(path)
+    assert helpers.read_h5ad_input(path).shape == (50, 20)
+
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a job killed while writing it
+    for backed in (False, True):
+        with pytest.raises(helpers.UnreadableInputError) as error:
+            helpers.read_h5ad_input(path, backed=backed)
+        message = str(error.value)
+        assert str(path) in message and "must be rebuilt" in message
+        assert f"--forcerun {path}" in message
+    with pytest.raises(FileNotFoundError):  # a missing file is not reported as corrupt
+        helpers.read_h5ad_input(tmp_path / "absent.h5ad")

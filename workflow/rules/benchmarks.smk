@@ -1,10 +1,10 @@
-# Training throughput of SCVI (issue 3 §3): scprob's cells/s on simulated counts at each
-# configured batch size, on the CPU and on CUDA when present; with `peer: true` also
-# scvi-tools 1.4.2 on the very same data, in the same run, from its own environment
-# (envs/scvi-tools.lock, created by `make peer-env` as .venv-peer; a relative
-# `peer_python` is read from the repository root). Protocol, the profile that guided the
-# work and the optimisations: src/scprob/bench/throughput.py. The job takes every core,
-# so no other job disturbs the timing.
+# Training throughput of SCVI: scprob's cells/s on simulated counts at each configured
+# batch size, on the CPU and on CUDA when present; with `peer: true` also scvi-tools 1.4.2
+# on the very same data, in the same run, from its own environment (envs/scvi-tools.lock,
+# created by `make peer-env` as .venv-peer; a relative `peer_python` is read from the
+# repository root) through workflow/scripts/peer_scvi_tools_throughput.py. Protocol:
+# src/scprob/bench/throughput.py; the profile and the optimisations: docs/performance.md.
+# The job takes every core, so no other job disturbs the timing.
 
 
 rule benchmark_throughput:
@@ -19,8 +19,8 @@ rule benchmark_throughput:
         ),
         pdf="results/benchmarks/throughput.pdf",
     params:
-        settings={**config["benchmarks"]["throughput"], "seed": config["seed"]},
-    threads: workflow.cores
+        settings=throughput_settings(),
+    threads: every_core()
     log:
         "logs/benchmarks/benchmark_throughput.log",
     benchmark:
@@ -31,7 +31,7 @@ rule benchmark_throughput:
         "../scripts/benchmark_throughput.py"
 
 
-# Peak memory of SCVI training on a large sparse input (issue 3 §3): the paper's runtime
+# Peak memory of SCVI training on a large sparse input: the paper's runtime
 # study trains on up to 486,134 cells × 4,000 genes with 2 categorical and 10 continuous
 # covariates; scprob must stay under `max_peak_rss_gib` there, which needs that only
 # minibatches are ever made dense. The data are a CSR stand-in built in row blocks

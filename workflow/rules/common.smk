@@ -1,6 +1,23 @@
 # Helpers shared by the rule files (names, paths, the targets of each study).
 # Rule files hold rules only; anything computed lives here.
 
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+
+def every_core():
+    """Every core of the run, for the timed jobs: nothing else then runs beside them.
+
+    Runs that start no local job give no core count (`--report`, a cluster run without
+    --cores, where the SLURM profile's set-threads decides); one thread there.
+    """
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 # Paper Fig. 2 (covariates study) -------------------------------------------------------
 
 # Method wildcard value -> the name the paper's figures use.
@@ -202,6 +219,18 @@ def scarches_targets():
             ext=["png", "pdf"],
         ),
     ]
+
+
+def throughput_settings():
+    """The throughput block with the shared seed, and the peer's interpreter and script
+    as absolute paths (a relative `peer_python` is read from the repository root)."""
+    settings = {**config["benchmarks"]["throughput"], "seed": config["seed"]}
+    repository = Path(workflow.basedir)
+    settings["peer_python"] = str(repository / settings["peer_python"])
+    settings["peer_script"] = str(
+        repository / "workflow" / "scripts" / "peer_scvi_tools_throughput.py"
+    )
+    return settings
 
 
 def benchmark_targets():

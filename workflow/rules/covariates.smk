@@ -112,7 +112,7 @@ rule evaluate:
     conda:
         "../../envs/scprob.yaml"
     script:
-        "../scripts/evaluate_covariates.py"
+        "../scripts/evaluate.py"
 
 
 rule aggregate_covariates:

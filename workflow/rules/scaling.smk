@@ -17,7 +17,7 @@
 # their combination) and Harmony (both keys).
 #
 # Timing jobs must not overlap, or they slow each other down: each takes every core the
-# run was given (threads: workflow.cores), so a local `snakemake --cores N` (and
+# run was given (threads: every_core()), so a local `snakemake --cores N` (and
 # `make workflow`) runs them one at a time, with nothing else beside them. They also claim
 # one `timing_slot`: with --resources timing_slot=1 (needed when --set-threads lowers
 # their threads, or with --jobs on a cluster, to keep them serial; profiles/slurm sets it)
@@ -39,7 +39,7 @@ rule simulate_heart_atlas:
     conda:
         "../../envs/scprob.yaml"
     script:
-        "../scripts/simulate_heart_atlas_scaling.py"
+        "../scripts/simulate_heart_atlas.py"
 
 
 rule subsample_heart:
@@ -59,7 +59,7 @@ rule subsample_heart:
     conda:
         "../../envs/scprob.yaml"
     script:
-        "../scripts/subsample_heart_scaling.py"
+        "../scripts/subsample_heart.py"
 
 
 rule time_scvi:
@@ -76,7 +76,7 @@ rule time_scvi:
         continuous_keys=SCALING_CONTINUOUS_KEYS,
         warmup_cells=config["scaling"]["warmup_cells"],
         seed=config["seed"],
-    threads: workflow.cores
+    threads: every_core()
     resources:
         timing_slot=1,
     log:
@@ -86,7 +86,7 @@ rule time_scvi:
     conda:
         "../../envs/scprob.yaml"
     script:
-        "../scripts/time_scvi_scaling.py"
+        "../scripts/time_scvi.py"
 
 
 rule time_baseline:
@@ -103,7 +103,7 @@ rule time_baseline:
         n_pcs=config["scaling"]["n_pcs"],
         warmup_cells=config["scaling"]["warmup_cells"],
         seed=config["seed"],
-    threads: workflow.cores
+    threads: every_core()
     resources:
         timing_slot=1,
     log:
@@ -113,7 +113,7 @@ rule time_baseline:
     conda:
         "../../envs/scprob.yaml"
     script:
-        "../scripts/time_baseline_scaling.py"
+        "../scripts/time_baseline.py"
 
 
 rule aggregate_scaling:

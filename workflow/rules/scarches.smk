@@ -103,7 +103,7 @@ rule label_transfer:
     conda:
         "../../envs/scprob.yaml"
     script:
-        "../scripts/run_label_transfer.py"
+        "../scripts/label_transfer.py"
 
 
 rule embed_scarches:

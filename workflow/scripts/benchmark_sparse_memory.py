@@ -1,16 +1,15 @@
 """Rule benchmark_sparse_memory: peak resident memory of SCVI training with all covariates
-on a large CSR input (issue 3 §3; protocol in ``scprob.bench.throughput.
-sparse_training_memory``), and whether it stays under the configured limit.
+on a large CSR input (protocol in ``scprob.bench.throughput.sparse_training_memory``), and
+whether it stays under the configured limit.
 
 The script is its own process (Snakemake runs each ``script:`` in a fresh interpreter), so
 the peaks are this training's alone.
 """
 
-import json
 import logging
 from typing import Any
 
-from workflow_helpers import atomic_output, limit_threads, logged_to
+from workflow_helpers import limit_threads, logged_to, write_json
 
 from scprob.bench.measure import GIB
 from scprob.bench.throughput import sparse_training_memory
@@ -32,8 +31,7 @@ def main(settings: dict[str, Any], output: str) -> None:
              document["csr_bytes"] / GIB, document["dense_matrix_bytes"] / GIB, peak_gib,
              limit_gib, {k: round(v / GIB, 2) for k, v in document["peak_rss_bytes"].items()},
              document["training_wall_s"])
-    with atomic_output(output) as partial:
-        partial.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(document, output)
 
 
 with logged_to(snakemake.log[0]):

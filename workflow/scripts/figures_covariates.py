@@ -10,11 +10,10 @@
 import logging
 from pathlib import Path
 
-import anndata as ad
-import numpy as np
 import pandas as pd
-from workflow_helpers import logged_to
+from workflow_helpers import logged_to, read_h5ad_input
 
+from scprob.bench.covariates import umap_colours
 from scprob.bench.figures_covariates import plot_gearys_c, plot_ground_truth, plot_umaps
 
 log = logging.getLogger(snakemake.rule)
@@ -23,24 +22,6 @@ log = logging.getLogger(snakemake.rule)
 def stem(path: str) -> Path:
     """The path without its extension: the figure functions write .png and .pdf."""
     return Path(path).with_suffix("")
-
-
-def umap_colours(
-    prepared: ad.AnnData, batch_key: str, genes: list[str]
-) -> dict[str, np.ndarray | pd.Series]:
-    """Batch, then each gene's log-normalised expression ``(n_cells,)``."""
-    missing = [g for g in genes if g not in prepared.var_names]
-    if missing:
-        raise ValueError(
-            f"config covariates.umap_genes lists genes the data lack: {missing}; "
-            "pick genes from results/covariates/tables/supp_table2_genes.csv."
-        )
-    expression = prepared[:, genes].layers["log_normalized"]
-    expression = expression.toarray() if hasattr(expression, "toarray") else expression
-    colours: dict[str, np.ndarray | pd.Series] = {batch_key: prepared.obs[batch_key]}
-    colours.update({g: np.asarray(expression[:, j], dtype=np.float64)
-                    for j, g in enumerate(genes)})
-    return colours
 
 
 def main(
@@ -54,11 +35,11 @@ def main(
     batch_key: str,
     outputs: dict[str, str],
 ) -> None:
-    prepared = ad.read_h5ad(prepared_path)
+    prepared = read_h5ad_input(prepared_path)
     colours = umap_colours(prepared, batch_key, umap_genes)
     umaps = {}
     for method, path in zip(methods, integrated_paths, strict=True):
-        integrated = ad.read_h5ad(path)
+        integrated = read_h5ad_input(path)
         if not integrated.obs_names.equals(prepared.obs_names):
             raise ValueError(f"{path} and {prepared_path} hold different cells.")
         umaps[display_names[method]] = integrated.obsm["X_umap"]

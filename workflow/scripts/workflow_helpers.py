@@ -1,5 +1,6 @@
-"""What every rule script shares: logging into the rule's log, atomic outputs, thread
-limits, and the on-disk form of one method's representation.
+"""What every rule script shares: logging into the rule's log, reading inputs with a
+clear error, atomic outputs, thread limits, and the on-disk forms of a method's
+representation and of a latent space.
 
 Snakemake puts this folder on ``sys.path`` of every ``script:``, so a script imports this
 module by name. Keep it free of study logic: that belongs in the ``scprob`` package.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -16,11 +18,7 @@ import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-
-# OpenMP threads that spin while waiting make a 2-thread torch job ~100× slower as soon as
-# another job takes a core (seen here: 2.5 s → 200 s for the same fit). Sleeping waiters
-# cost nothing measurable alone. Set before numpy/torch load their OpenMP runtime.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -32,6 +30,12 @@ if importlib.util.find_spec("scprob") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from scprob.bench.baselines import Representation
+
+LATENT_KEY = "X_latent"
+
+
+class UnreadableInputError(RuntimeError):
+    """An input file of the rule exists but cannot be read: it must be rebuilt."""
 
 
 @contextlib.contextmanager
@@ -86,6 +90,53 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
         frame.to_csv(partial, index=False)
 
 
+def write_json(document: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``document`` as indented JSON to ``path`` atomically (numpy numbers as floats)."""
+    with atomic_output(path) as partial:
+        partial.write_text(json.dumps(document, indent=2, default=float) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON input of the rule; an unreadable one is reported as one to rebuild."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise _unreadable(path, error) from None
+
+
+def read_h5ad_input(path: str | os.PathLike[str], backed: bool = False) -> ad.AnnData:
+    """An h5ad input of the rule, read whole (or ``backed`` read-only, obs and var only).
+
+    A file that exists but cannot be read (truncated by a job killed while writing it
+    outside Snakemake's control, a full disk, a copy cut short) raises
+    :class:`UnreadableInputError` naming the file and how to rebuild it, instead of
+    the reader's deep traceback.
+    """
+    try:
+        return ad.read_h5ad(path, backed="r" if backed else None)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # h5py and anndata raise OSError, KeyError, ValueError...
+        raise _unreadable(path, error) from None
+
+
+def read_subsample(path: str | os.PathLike[str], n_cells: int) -> ad.AnnData:
+    """A subsample of the runtime study, which must hold ``n_cells`` cells."""
+    adata = read_h5ad_input(path)
+    if adata.n_obs != n_cells:
+        raise ValueError(f"{path} holds {adata.n_obs} cells, expected {n_cells}; rebuild it "
+                         f"with `--forcerun {path}` (rule subsample_heart).")
+    return adata
+
+
+def _unreadable(path: str | os.PathLike[str], error: BaseException) -> UnreadableInputError:
+    return UnreadableInputError(
+        f"input {path} cannot be read ({type(error).__name__}: {error}); it is truncated or "
+        f"corrupt and must be rebuilt: run Snakemake again with `--forcerun {path}` (or "
+        "delete the file and run it again)."
+    )
+
+
 def limit_threads(n_threads: int) -> None:
     """Hold torch, BLAS/OpenMP and numba to the ``threads:`` Snakemake granted the job, so
     parallel jobs do not oversubscribe the cores."""
@@ -126,7 +177,7 @@ def write_representation(
 def read_representation(path: str | os.PathLike[str]) -> tuple[Representation, ad.AnnData]:
     """The :class:`Representation` stored by :func:`write_representation`, and the AnnData
     (obs = ground truth, ``obsm["X_umap"]``)."""
-    adata = ad.read_h5ad(path)
+    adata = read_h5ad_input(path)
     rep = Representation(
         embedding=adata.obsm["X_rep"],
         connectivities=adata.obsp["connectivities"].tocsr(),
@@ -135,3 +186,25 @@ def read_representation(path: str | os.PathLike[str]) -> tuple[Representation, a
         graph_only=bool(adata.uns["graph_only"]),
     )
     return rep, adata
+
+
+# A latent space on disk ---------------------------------------------------------------------
+# obs: the cells' design and truth; obsm["X_latent"]: (n_cells, n_latent); uns: the model.
+
+
+def write_latent(path: str | os.PathLike[str], obs: pd.DataFrame, latent: np.ndarray,
+                 model: str) -> None:
+    """Store ``latent`` ``(n_cells, n_latent)`` with the cells' ``obs`` as a small h5ad."""
+    if latent.shape[0] != obs.shape[0]:
+        raise ValueError(f"{latent.shape[0]} latent rows for {obs.shape[0]} cells.")
+    adata = ad.AnnData(obs=obs.copy())
+    adata.obsm[LATENT_KEY] = np.asarray(latent, dtype=np.float32)
+    adata.uns["model"] = model
+    with atomic_output(path) as partial:
+        adata.write_h5ad(partial)
+
+
+def read_latent(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The cells' obs and their latents ``(n_cells, n_latent)`` of :func:`write_latent`."""
+    adata = read_h5ad_input(path)
+    return adata.obs, np.asarray(adata.obsm[LATENT_KEY])

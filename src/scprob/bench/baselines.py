@@ -1,4 +1,5 @@
-"""The scanpy baselines of the covariates study (paper Fig. 2) and the neighbour graphs.
+"""The scanpy baselines of the covariates (paper Fig. 2) and runtime (Supp. Fig. 2)
+studies, and the neighbour graphs every method is scored on.
 
 Every method is reduced to the same object, a :class:`Representation`: a kNN graph over
 the cells (scanpy's UMAP-style ``connectivities`` and ``distances``) plus the embedding it
@@ -8,11 +9,13 @@ learns an embedding (scVI, Harmony). Learned latents go through :func:`neighbor_
 (``scanpy.pp.neighbors``, 15 neighbours), the same graph construction for every method
 except bbknn, whose graph *is* the method.
 
-Baseline workflows (paper Methods): raw counts → log-normalise (median total) →
-``scanpy.pp.regress_out`` of the continuous nuisance covariates → scale (max 10) → PCA, then
+The baselines (paper Methods), assembled once in :func:`run_baseline` from log-normalised
+expression ``(n_cells, n_genes)``:
 
-- **regress-bbknn**: ``bbknn.bbknn`` on the batch (batch-balanced neighbours);
-- **regress-harmony**: Harmony on the batch, then :func:`neighbor_graph`.
+- **regress**: ``scanpy.pp.regress_out`` of the continuous covariates;
+- **regress-bbknn**: that, PCA (the covariates study scales to max 10 first), then
+  ``bbknn.bbknn`` on the categorical covariates' combination (batch-balanced neighbours);
+- **regress-harmony**: that, PCA, then Harmony on every categorical covariate.
 
 Harmony is called through ``harmonypy.run_harmony`` directly: scanpy's
 ``harmony_integrate`` transposes harmonypy 2.x's output, which is already cells × PCs.
@@ -20,8 +23,9 @@ Harmony is called through ``harmonypy.run_harmony`` directly: scanpy's
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Literal
 
 import anndata as ad
 import numpy as np
@@ -32,9 +36,11 @@ from scprob.data.preprocess import log_normalize
 
 DEFAULT_N_NEIGHBORS = 15
 _REP_KEY = "X_rep"
+BaselineMethod = Literal["regress", "regress_bbknn", "regress_harmony"]
+BASELINE_METHODS: tuple[BaselineMethod, ...] = ("regress", "regress_bbknn", "regress_harmony")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Representation:
     """One method's view of the cells: a kNN graph and the space it was built in.
 
@@ -118,6 +124,31 @@ def _check_covariates(adata: ad.AnnData, covariate_keys: Sequence[str]) -> list[
     return [k for k, column in zip(covariate_keys, values.T, strict=True) if np.ptp(column) > 0]
 
 
+def _baseline_input(
+    adata: ad.AnnData,
+    covariate_keys: Sequence[str],
+    n_pcs: int,
+    layer: str | None,
+    exclude_genes: Sequence[str],
+) -> tuple[sp.csr_matrix | np.ndarray, pd.DataFrame]:
+    """The log-normalised counts of the kept genes and the covariates to regress out."""
+    if layer is not None and layer not in adata.layers:
+        raise ValueError(
+            f"layer {layer!r} is not in adata.layers (have {list(adata.layers)}); "
+            "pass the layer holding raw counts, or layer=None to use adata.X."
+        )
+    regressed_keys = _check_covariates(adata, covariate_keys)
+    keep = ~adata.var_names.isin(list(exclude_genes))
+    counts = (adata.X if layer is None else adata.layers[layer])[:, keep]
+    n_cells, n_genes = counts.shape
+    if not 1 <= n_pcs < min(n_cells, n_genes):
+        raise ValueError(
+            f"n_pcs must be in [1, min(n_cells, n_genes)) = [1, {min(n_cells, n_genes)}), "
+            f"got {n_pcs}."
+        )
+    return log_normalize(counts), adata.obs[regressed_keys]
+
+
 def regress_pca(
     adata: ad.AnnData,
     covariate_keys: Sequence[str],
@@ -135,36 +166,13 @@ def regress_pca(
     ``adata.obs`` columns; constant ones are skipped. Scaling clips at 10 standard
     deviations. Returns the PCA, ``(n_cells, n_pcs)`` float32. ``adata`` is not modified.
     """
-    import scanpy as sc
-
-    if layer is not None and layer not in adata.layers:
-        raise ValueError(
-            f"layer {layer!r} is not in adata.layers (have {list(adata.layers)}); "
-            "pass the layer holding raw counts, or layer=None to use adata.X."
-        )
-    regressed_keys = _check_covariates(adata, covariate_keys)
-    keep = ~adata.var_names.isin(list(exclude_genes))
-    counts = (adata.X if layer is None else adata.layers[layer])[:, keep]
-    n_cells, n_genes = counts.shape
-    if not 1 <= n_pcs < min(n_cells, n_genes):
-        raise ValueError(
-            f"n_pcs must be in [1, min(n_cells, n_genes)) = [1, {min(n_cells, n_genes)}), "
-            f"got {n_pcs}."
-        )
-
-    normalized = log_normalize(counts)
-    # Regression and zero-centred scaling make every entry non-zero: densify once, openly.
-    if sp.issparse(normalized):
-        normalized = normalized.toarray()
-    work = ad.AnnData(X=normalized, obs=adata.obs[regressed_keys].copy())
-    if regressed_keys:
-        sc.pp.regress_out(work, keys=regressed_keys)
-    sc.pp.scale(work, max_value=10)
-    pca = sc.pp.pca(work.X, n_comps=n_pcs, random_state=seed)
-    return np.asarray(pca, dtype=np.float32)
+    log_normalized, covariates = _baseline_input(adata, covariate_keys, n_pcs, layer,
+                                                 exclude_genes)
+    return regressed_pcs(log_normalized, covariates, n_pcs, seed, scale=True)
 
 
-def _check_batch(adata: ad.AnnData, batch_key: str) -> pd.Series:
+def _check_batch(adata: ad.AnnData, batch_key: str) -> pd.DataFrame:
+    """The batch as the one categorical covariate of a baseline (at least 2 batches)."""
     if batch_key not in adata.obs:
         raise ValueError(f"batch_key {batch_key!r} is not a column of adata.obs.")
     batches = adata.obs[batch_key].astype(str).astype("category")
@@ -172,7 +180,7 @@ def _check_batch(adata: ad.AnnData, batch_key: str) -> pd.Series:
         raise ValueError(
             f"adata.obs[{batch_key!r}] has a single batch; batch correction needs at least 2."
         )
-    return batches
+    return batches.to_frame()
 
 
 def regress_bbknn(
@@ -186,40 +194,19 @@ def regress_bbknn(
     layer: str | None = "counts",
     exclude_genes: Sequence[str] = (),
 ) -> Representation:
-    """regress-bbknn: :func:`regress_pca`, then batch-balanced kNN (``bbknn.bbknn``).
+    """regress-bbknn on the batch: :func:`regress_pca`, then :func:`bbknn_graph`.
 
     bbknn takes ``neighbors_within_batch`` neighbours from each batch (its default, 3),
     searched with annoy (deterministic). The result is ``graph_only``: bbknn corrects the
     neighbour graph, not the PCA.
     """
-    import bbknn
-
     batches = _check_batch(adata, batch_key)
-    smallest = int(batches.value_counts().min())
-    if not 1 <= neighbors_within_batch < smallest:
-        raise ValueError(
-            f"neighbors_within_batch must be in [1, {smallest}) (the smallest batch has "
-            f"{smallest} cells), got {neighbors_within_batch}."
-        )
-    pca = regress_pca(
-        adata, covariate_keys, n_pcs, seed, layer=layer, exclude_genes=exclude_genes
-    )
-    work = _graph_adata(pca)
-    work.obs["batch"] = batches.to_numpy()
-    bbknn.bbknn(
-        work,
-        batch_key="batch",
-        use_rep=_REP_KEY,
-        neighbors_within_batch=neighbors_within_batch,
-        computation="annoy",
-    )
-    return Representation(
-        embedding=pca,
-        connectivities=sp.csr_matrix(work.obsp["connectivities"]),
-        distances=sp.csr_matrix(work.obsp["distances"]),
-        name="regress-bbknn",
-        graph_only=True,
-    )
+    _check_neighbors_within_batch(combined_labels(batches, [batch_key]), neighbors_within_batch)
+    log_normalized, covariates = _baseline_input(adata, covariate_keys, n_pcs, layer,
+                                                 exclude_genes)
+    rep = run_baseline("regress_bbknn", log_normalized, covariates, batches, n_pcs=n_pcs,
+                       seed=seed, scale=True, neighbors_within_batch=neighbors_within_batch)
+    return dataclasses.replace(rep, name="regress-bbknn")
 
 
 def regress_harmony(
@@ -233,27 +220,13 @@ def regress_harmony(
     layer: str | None = "counts",
     exclude_genes: Sequence[str] = (),
 ) -> Representation:
-    """regress-harmony: :func:`regress_pca`, Harmony on the batch, then :func:`neighbor_graph`.
-
-    Harmony (``harmonypy.run_harmony``, default parameters, ``random_state=seed``) returns
-    the corrected PCs ``Z_corr`` as ``(n_cells, n_pcs)``, checked here.
-    """
-    import harmonypy
-
+    """regress-harmony on the batch: :func:`regress_pca`, :func:`harmony_correct`, then
+    :func:`neighbor_graph` of the corrected PCs."""
     batches = _check_batch(adata, batch_key)
-    pca = regress_pca(
-        adata, covariate_keys, n_pcs, seed, layer=layer, exclude_genes=exclude_genes
-    )
-    meta = pd.DataFrame({"batch": batches.to_numpy()})
-    harmony = harmonypy.run_harmony(
-        pca.astype(np.float64), meta, ["batch"], random_state=seed, verbose=False
-    )
-    corrected = np.asarray(harmony.Z_corr, dtype=np.float32)
-    if corrected.shape != pca.shape:
-        raise RuntimeError(
-            f"harmonypy returned Z_corr of shape {corrected.shape}, expected (n_cells, n_pcs) "
-            f"= {pca.shape}; the installed harmonypy changed its output orientation."
-        )
+    log_normalized, covariates = _baseline_input(adata, covariate_keys, n_pcs, layer,
+                                                 exclude_genes)
+    corrected = run_baseline("regress_harmony", log_normalized, covariates, batches,
+                             n_pcs=n_pcs, seed=seed, scale=True)
     return neighbor_graph(corrected, n_neighbors=n_neighbors, seed=seed, name="regress-harmony")
 
 
@@ -285,8 +258,54 @@ def umap_from_graph(rep: Representation, seed: int = 0) -> np.ndarray:
     return np.asarray(adata.obsm["X_umap"], dtype=np.float32)
 
 
-# The separate steps of the baselines, as the runtime study (paper Supp. Fig. 2) times them:
-# regress_out on the log-normalised data, PCA, then bbknn or Harmony on the PCs.
+
+# The steps of the baselines --------------------------------------------------------------
+
+
+def run_baseline(
+    method: BaselineMethod,
+    log_normalized: np.ndarray | sp.spmatrix,
+    continuous: pd.DataFrame,
+    categorical: pd.DataFrame,
+    *,
+    n_pcs: int = 50,
+    seed: int = 0,
+    scale: bool = False,
+    neighbors_within_batch: int = 3,
+) -> np.ndarray | Representation:
+    """One baseline on log-normalised expression ``(n_cells, n_genes)``.
+
+    ``continuous``: ``(n_cells, n_continuous)`` covariates regressed out;
+    ``categorical``: ``(n_cells, n_categorical)`` covariates the batch correction removes
+    (bbknn: their combination, one batch per observed combination; Harmony: all at once).
+    ``scale``: z-score each gene (clipped at 10) before the PCA, as the covariates study
+    does; the runtime study times the paper's steps without it. Returns the residuals
+    ``(n_cells, n_genes)`` for ``regress``, the bbknn :class:`Representation` for
+    ``regress_bbknn``, the corrected PCs ``(n_cells, n_pcs)`` for ``regress_harmony``.
+    """
+    if method not in BASELINE_METHODS:
+        raise ValueError(f"method must be one of {BASELINE_METHODS}, got {method!r}.")
+    if method == "regress":
+        return regress_out_continuous(log_normalized, continuous)
+    pcs = regressed_pcs(log_normalized, continuous, n_pcs, seed, scale=scale)
+    if method == "regress_bbknn":
+        labels = combined_labels(categorical, list(categorical.columns))
+        return bbknn_graph(pcs, labels, neighbors_within_batch=neighbors_within_batch)
+    return harmony_correct(pcs, categorical, seed=seed)
+
+
+def combined_labels(obs: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
+    """One label per cell naming its combination of the categorical ``keys``
+    (``"Sanger-Cells|D3"``): how several categorical covariates enter a method that takes
+    one."""
+    missing = [k for k in keys if k not in obs]
+    if not keys or missing:
+        raise ValueError(f"categorical keys {list(keys)} must be non-empty columns of obs; "
+                         f"missing: {missing}.")
+    labels = obs[keys[0]].astype(str).to_numpy(dtype=object)
+    for key in keys[1:]:
+        labels = labels + "|" + obs[key].astype(str).to_numpy(dtype=object)
+    return labels.astype(str)
 
 
 def regress_out_continuous(
@@ -319,17 +338,46 @@ def regress_out_continuous(
     return np.asarray(work.X.toarray() if sp.issparse(work.X) else work.X)
 
 
+def regressed_pcs(
+    log_normalized: np.ndarray | sp.spmatrix,
+    continuous: pd.DataFrame,
+    n_pcs: int,
+    seed: int = 0,
+    *,
+    scale: bool = False,
+) -> np.ndarray:
+    """:func:`regress_out_continuous`, optionally z-scored per gene (clipped at 10), then
+    ``scanpy.pp.pca`` (seeded): ``(n_cells, n_pcs)`` float32. The dense residuals, the
+    largest array of a baseline, are freed before the batch correction runs."""
+    import scanpy as sc
+
+    residuals = regress_out_continuous(log_normalized, continuous)
+    if scale:
+        residuals = sc.pp.scale(residuals, max_value=10)
+    return np.asarray(sc.pp.pca(residuals, n_comps=n_pcs, random_state=seed), dtype=np.float32)
+
+
+def _check_neighbors_within_batch(labels: np.ndarray, neighbors_within_batch: int) -> None:
+    smallest = int(pd.Series(labels).value_counts().min())
+    if not 1 <= neighbors_within_batch < smallest:
+        raise ValueError(
+            f"neighbors_within_batch must be in [1, {smallest}) (the smallest batch has "
+            f"{smallest} cells), got {neighbors_within_batch}; use fewer batch keys or "
+            "more cells."
+        )
+
+
 def bbknn_graph(
     embedding: np.ndarray,
     batches: Sequence[str] | pd.Series,
     neighbors_within_batch: int = 3,
     name: str = "bbknn",
 ) -> Representation:
-    """Batch-balanced kNN graph (``bbknn.bbknn``, its defaults: annoy, 3 per batch) of
-    ``embedding`` ``(n_cells, n_dims)``, one batch label per cell in ``batches``.
+    """Batch-balanced kNN graph (``bbknn.bbknn``, annoy, ``neighbors_within_batch`` per
+    batch) of ``embedding`` ``(n_cells, n_dims)``, one batch label per cell in ``batches``.
 
-    bbknn corrects one categorical key; to correct several, pass their combination (one
-    label per observed combination). The result is ``graph_only``.
+    bbknn corrects one categorical key; to correct several, pass their
+    :func:`combined_labels`. The result is ``graph_only``.
     """
     import bbknn
 
@@ -339,16 +387,14 @@ def bbknn_graph(
         raise ValueError(
             f"batches has {labels.size} labels but embedding has {work.n_obs} cells."
         )
+    _check_neighbors_within_batch(labels, neighbors_within_batch)
     work.obs["batch"] = pd.Categorical(labels)
-    smallest = int(work.obs["batch"].value_counts().min())
-    if not 1 <= neighbors_within_batch < smallest:
-        raise ValueError(
-            f"neighbors_within_batch must be in [1, {smallest}) (the smallest batch has "
-            f"{smallest} cells), got {neighbors_within_batch}; use fewer batch keys or "
-            "more cells."
-        )
     bbknn.bbknn(
-        work, batch_key="batch", use_rep=_REP_KEY, neighbors_within_batch=neighbors_within_batch
+        work,
+        batch_key="batch",
+        use_rep=_REP_KEY,
+        neighbors_within_batch=neighbors_within_batch,
+        computation="annoy",
     )
     return Representation(
         embedding=work.obsm[_REP_KEY],

@@ -100,24 +100,38 @@ def _scatter_column(
 ) -> None:
     """One colouring (``name``) on every method's UMAP, with a shared legend or colour bar."""
     if _is_categorical(values):
-        labels = pd.Series(np.asarray(values).astype(str))
-        # A categorical's own order (e.g. time points) where it has one, else sorted.
-        declared = getattr(getattr(values, "dtype", None), "categories", None)
-        ordered = [str(c) for c in declared] if declared is not None else sorted(labels.unique())
-        categories = [c for c in ordered if c in set(labels)]
-        cmap = plt.get_cmap("tab10" if len(categories) <= 10 else "tab20")
-        palette = {c: cmap(i % cmap.N) for i, c in enumerate(categories)}
-        colours = np.array([palette[c] for c in labels])
-        for ax, xy in zip(axes, umaps, strict=True):
-            ax.scatter(xy[order, 0], xy[order, 1], c=colours[order], s=point_size,
-                       linewidths=0, rasterized=True)
-        handles = [plt.Line2D([], [], marker="o", markersize=5, linestyle="",
-                              color=palette[c], label=c) for c in categories]
-        # At most two legend columns, so the legend is no wider than its UMAP column.
-        axes[-1].legend(handles=handles, title=name, loc="upper center",
-                        bbox_to_anchor=(0.5, -0.2), ncols=min(2, len(categories)),
-                        columnspacing=0.8, handletextpad=0.2)
-        return
+        _scatter_categories(axes, umaps, name, values, order, point_size)
+    else:
+        _scatter_values(fig, axes, umaps, name, values, order, point_size)
+
+
+def _scatter_categories(
+    axes: Sequence[Axes], umaps: Sequence[np.ndarray], name: str,
+    values: np.ndarray | pd.Series, order: np.ndarray, point_size: float,
+) -> None:
+    labels = pd.Series(np.asarray(values).astype(str))
+    # A categorical's own order (e.g. time points) where it has one, else sorted.
+    declared = getattr(getattr(values, "dtype", None), "categories", None)
+    ordered = [str(c) for c in declared] if declared is not None else sorted(labels.unique())
+    categories = [c for c in ordered if c in set(labels)]
+    cmap = plt.get_cmap("tab10" if len(categories) <= 10 else "tab20")
+    palette = {c: cmap(i % cmap.N) for i, c in enumerate(categories)}
+    colours = np.array([palette[c] for c in labels])
+    for ax, xy in zip(axes, umaps, strict=True):
+        ax.scatter(xy[order, 0], xy[order, 1], c=colours[order], s=point_size,
+                   linewidths=0, rasterized=True)
+    handles = [plt.Line2D([], [], marker="o", markersize=5, linestyle="",
+                          color=palette[c], label=c) for c in categories]
+    # At most two legend columns, so the legend is no wider than its UMAP column.
+    axes[-1].legend(handles=handles, title=name, loc="upper center",
+                    bbox_to_anchor=(0.5, -0.2), ncols=min(2, len(categories)),
+                    columnspacing=0.8, handletextpad=0.2)
+
+
+def _scatter_values(
+    fig: Figure, axes: Sequence[Axes], umaps: Sequence[np.ndarray], name: str,
+    values: np.ndarray | pd.Series, order: np.ndarray, point_size: float,
+) -> None:
     numeric = np.asarray(values, dtype=np.float64)
     # Clip the colour range at the 99th percentile so a few extreme cells do not wash out
     # the rest; the same range on every method keeps the rows comparable.
@@ -129,6 +143,21 @@ def _scatter_column(
                             rasterized=True)
     fig.colorbar(points, ax=list(axes), location="bottom", shrink=0.8, label=name,
                  aspect=25)
+
+
+def _check_umaps(methods: Sequence[str], layouts: Sequence[np.ndarray],
+                 colours: Mapping[str, np.ndarray | pd.Series]) -> int:
+    """The number of cells every layout ``(n_cells, 2)`` and colouring ``(n_cells,)`` share."""
+    if not layouts or not colours:
+        raise ValueError("plot_umaps needs at least one UMAP and one colouring.")
+    n_cells = layouts[0].shape[0]
+    for method, xy in zip(methods, layouts, strict=True):
+        if xy.shape != (n_cells, 2):
+            raise ValueError(f"UMAP of {method!r} is {xy.shape}; expected ({n_cells}, 2).")
+    for name, values in colours.items():
+        if len(values) != n_cells:
+            raise ValueError(f"colouring {name!r} has {len(values)} values for {n_cells} cells.")
+    return n_cells
 
 
 def plot_umaps(
@@ -144,17 +173,9 @@ def plot_umaps(
     on a shared viridis scale, anything else as categories. Cells are drawn in one seeded
     random order, so no batch or category is systematically painted on top.
     """
-    if not umaps or not colours:
-        raise ValueError("plot_umaps needs at least one UMAP and one colouring.")
     methods = method_order(umaps)
     layouts = [np.asarray(umaps[m], dtype=np.float64) for m in methods]
-    n_cells = layouts[0].shape[0]
-    for method, xy in zip(methods, layouts, strict=True):
-        if xy.shape != (n_cells, 2):
-            raise ValueError(f"UMAP of {method!r} is {xy.shape}; expected ({n_cells}, 2).")
-    for name, values in colours.items():
-        if len(values) != n_cells:
-            raise ValueError(f"colouring {name!r} has {len(values)} values for {n_cells} cells.")
+    n_cells = _check_umaps(methods, layouts, colours)
 
     apply_style()
     n_rows, n_cols = len(methods), len(colours)
@@ -168,12 +189,41 @@ def plot_umaps(
         axes[0, col].set_title(name)
     for row, method in enumerate(methods):
         for ax in axes[row]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_xlabel("UMAP 1")
+            ax.set(xticks=[], yticks=[], xlabel="UMAP 1")
         axes[row, 0].set_ylabel(f"{method}\nUMAP 2", color=method_color(method))
     fig.suptitle(title)
     return save_figure(fig, path_stem)
+
+
+def _score_columns(table: pd.DataFrame) -> list[str]:
+    """The table's score columns, bio, then leak, then mix (stable within an aim)."""
+    _require_columns(table, ["method"], "ground-truth")
+    scores = [c for c in table.columns if c.split("_", 1)[0] in _AIM_ORDER and ":" in c]
+    if not scores:
+        raise ValueError(
+            "the ground-truth table has no score columns ('bio_…:col', 'leak_…:col', "
+            "'mix_…:col'); write it from scprob.bench.metrics.ground_truth_scores."
+        )
+    if table["method"].duplicated().any():
+        duplicated = sorted(table.loc[table["method"].duplicated(), "method"].unique())
+        raise ValueError(f"the ground-truth table has several rows for methods {duplicated}.")
+    return sorted(scores, key=lambda c: _AIM_ORDER[c.split("_", 1)[0]])
+
+
+def _shade_leakage(ax: Axes, scores: Sequence[str]) -> None:
+    """A grey background behind the leakage scores, where lower is better."""
+    leak = [j for j, c in enumerate(scores) if c.startswith("leak_")]
+    if leak:
+        ax.axvspan(min(leak) - 0.5, max(leak) + 0.5, color="0.92", zorder=0)
+        ax.text((min(leak) + max(leak)) / 2, 1.04, "nuisance leakage (lower is better)",
+                ha="center", va="bottom", fontsize=8)
+
+
+def _score_label(column: str) -> str:
+    """A tick label: the obs column above the score and its arrow (↓: lower is better)."""
+    measure, obs_column, higher_is_better = describe_score(column)
+    arrow = "↑" if higher_is_better else "↓"
+    return f"{obs_column}\n{SCORE_LABELS.get(measure, measure)} {arrow}"
 
 
 def plot_ground_truth(
@@ -188,17 +238,7 @@ def plot_ground_truth(
     other columns are ignored). NaN scores (probes of graph-only methods) are marked
     "n/a". The nuisance-leakage scores, where lower is better, sit on a grey background.
     """
-    _require_columns(table, ["method"], "ground-truth")
-    scores = [c for c in table.columns if c.split("_", 1)[0] in _AIM_ORDER and ":" in c]
-    if not scores:
-        raise ValueError(
-            "the ground-truth table has no score columns ('bio_…:col', 'leak_…:col', "
-            "'mix_…:col'); write it from scprob.bench.metrics.ground_truth_scores."
-        )
-    scores.sort(key=lambda c: _AIM_ORDER[c.split("_", 1)[0]])  # stable within an aim
-    if table["method"].duplicated().any():
-        duplicated = sorted(table.loc[table["method"].duplicated(), "method"].unique())
-        raise ValueError(f"the ground-truth table has several rows for methods {duplicated}.")
+    scores = _score_columns(table)
     methods = method_order(table["method"])
     by_method = table.set_index("method")
 
@@ -214,17 +254,8 @@ def plot_ground_truth(
         for xi in x[np.isnan(heights)]:
             ax.text(xi, 0.01, "n/a", rotation=90, ha="center", va="bottom", fontsize=6)
 
-    leak = [j for j, c in enumerate(scores) if c.startswith("leak_")]
-    if leak:
-        ax.axvspan(min(leak) - 0.5, max(leak) + 0.5, color="0.92", zorder=0)
-        ax.text((min(leak) + max(leak)) / 2, 1.04, "nuisance leakage (lower is better)",
-                ha="center", va="bottom", fontsize=8)
-    tick_labels = []
-    for column in scores:
-        measure, obs_column, higher_is_better = describe_score(column)
-        arrow = "↑" if higher_is_better else "↓"
-        tick_labels.append(f"{obs_column}\n{SCORE_LABELS.get(measure, measure)} {arrow}")
-    ax.set_xticks(positions, tick_labels)
+    _shade_leakage(ax, scores)
+    ax.set_xticks(positions, [_score_label(column) for column in scores])
     ax.axhline(0.0, color="black", linewidth=0.8)
     values = by_method.loc[methods, scores].to_numpy(dtype=np.float64)
     ax.set_ylim(min(0.0, np.nanmin(values) - 0.05) if np.isfinite(values).any() else 0.0, 1.12)

@@ -1,5 +1,6 @@
-"""How the benchmarks measure one call: wall and CPU seconds and peak resident memory, and
-the paper's training-set size rule for its runtime study.
+"""How the benchmarks measure one call: wall and CPU seconds and peak resident memory
+(:func:`measure`), the named sections of one stage (:class:`StageClock`), and the paper's
+training-set size rule for its runtime study.
 
 Protocol of one measured call (:func:`measure`):
 
@@ -17,11 +18,12 @@ Protocol of one measured call (:func:`measure`):
 from __future__ import annotations
 
 import gc
+import logging
 import resource
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,6 +34,7 @@ GIB = 1024**3
 # 200,000 cells, 20,000 cells above.
 LARGE_DATA_SET_CELLS = 200_000
 MAX_VALIDATION_CELLS = 20_000
+log = logging.getLogger(__name__)
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -102,6 +105,29 @@ def measure(call: Callable[[], T]) -> tuple[T, Measurement]:
         rss_before_gib=(rss_before or 0) / GIB,
         peak_rss_scope=scope,
     )
+
+
+class StageClock:
+    """The :class:`Measurement` of each named section of one stage (e.g. the scArches
+    query step: surgery, training, latents), in the order they ran."""
+
+    def __init__(self) -> None:
+        self.sections: dict[str, Measurement] = {}
+
+    def run(self, name: str, call: Callable[[], T]) -> T:
+        """``call()``, measured as section ``name``; its result."""
+        result, self.sections[name] = measure(call)
+        log.info("%s: %.1f s wall, %.1f s CPU", name, self.sections[name].seconds,
+                 self.sections[name].cpu_seconds)
+        return result
+
+    def total(self, names: Sequence[str], field: str = "seconds") -> float:
+        """The sum of one :class:`Measurement` field over the sections ``names``."""
+        return float(sum(getattr(self.sections[n], field) for n in names))
+
+    def as_dict(self) -> dict[str, dict[str, float | str]]:
+        """Every section's measurement, by name (for a JSON record)."""
+        return {name: asdict(m) for name, m in self.sections.items()}
 
 
 def paper_train_size(n_cells: int) -> float:

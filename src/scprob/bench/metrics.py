@@ -212,6 +212,37 @@ def linear_probe_accuracy(
     return float(np.mean(cross_val_predict(model, embedding, codes, cv=folds) == codes))
 
 
+def _check_truth_columns(rep: Representation, obs: pd.DataFrame, state_key: str,
+                         continuous_keys: Sequence[str], categorical_keys: Sequence[str],
+                         batch_key: str) -> None:
+    """The truth columns exist, have the kind they were given as, and cover every cell."""
+    needed = [state_key, *continuous_keys, *categorical_keys, batch_key]
+    missing = [k for k in needed if k not in obs]
+    if missing:
+        raise ValueError(f"columns {missing} are not in obs (have {list(obs.columns)}).")
+    _check_column_kinds(obs, [state_key, *categorical_keys, batch_key], continuous_keys)
+    if len(obs) != rep.n_cells:
+        raise ValueError(
+            f"obs has {len(obs)} cells but the graph of {rep.name!r} has {rep.n_cells}."
+        )
+
+
+def _check_column_kinds(obs: pd.DataFrame, categorical_keys: Sequence[str],
+                        continuous_keys: Sequence[str]) -> None:
+    floats = [k for k in categorical_keys if pd.api.types.is_float_dtype(obs[k])]
+    if floats:
+        raise ValueError(
+            f"obs columns {floats} are floating-point but were given as categorical; list "
+            "continuous columns in nuisance_continuous_keys."
+        )
+    not_numeric = [k for k in continuous_keys if not pd.api.types.is_numeric_dtype(obs[k])]
+    if not_numeric:
+        raise ValueError(
+            f"obs columns {not_numeric} are not numeric but were given as continuous; list "
+            "categorical columns in nuisance_categorical_keys."
+        )
+
+
 def ground_truth_scores(
     rep: Representation,
     obs: pd.DataFrame,
@@ -229,32 +260,8 @@ def ground_truth_scores(
     is better), ``mix_`` (batch mixing, higher is better). Probe scores are NaN for
     ``rep.graph_only`` methods: their embedding is not their output.
     """
-    needed = [state_key, *nuisance_continuous_keys, *nuisance_categorical_keys, batch_key]
-    missing = [k for k in needed if k not in obs]
-    if missing:
-        raise ValueError(f"columns {missing} are not in obs (have {list(obs.columns)}).")
-    floats = [
-        k for k in [state_key, *nuisance_categorical_keys, batch_key]
-        if pd.api.types.is_float_dtype(obs[k])
-    ]
-    if floats:
-        raise ValueError(
-            f"obs columns {floats} are floating-point but were given as categorical; list "
-            "continuous columns in nuisance_continuous_keys."
-        )
-    not_numeric = [
-        k for k in nuisance_continuous_keys if not pd.api.types.is_numeric_dtype(obs[k])
-    ]
-    if not_numeric:
-        raise ValueError(
-            f"obs columns {not_numeric} are not numeric but were given as continuous; list "
-            "categorical columns in nuisance_categorical_keys."
-        )
-    if len(obs) != rep.n_cells:
-        raise ValueError(
-            f"obs has {len(obs)} cells but the graph of {rep.name!r} has {rep.n_cells}."
-        )
-
+    _check_truth_columns(rep, obs, state_key, nuisance_continuous_keys,
+                         nuisance_categorical_keys, batch_key)
     graph = rep.connectivities
     probe = not rep.graph_only
     scores = {

@@ -1,61 +1,23 @@
-"""SCVI training throughput: scprob against scvi-tools on the same simulated counts.
+"""SCVI training throughput, scprob against scvi-tools on the same simulated counts, and
+the peak memory of training on a large sparse input.
 
-Protocol (issue 3 §3). Counts: ``n_cells × n_genes`` (default 20,000 × 2,000) simulated
-negative-binomial counts with ``n_batches`` batches (:func:`simulate_counts`), stored CSR.
-Network, for both engines: ZINB likelihood, ``n_latent=10``, ``n_hidden=128``, one hidden
-layer, gene-wise dispersion, batch norm, dropout 0.1, the batch as the only covariate,
-Adam (lr 1e-3, eps 0.01, weight decay 1e-6), KL warm-up over 400 epochs. Both train the
-*same* 90 % of the cells (``train_validation_split``, passed to scvi-tools as its
-``external_indexing``) for the same epochs, validate once per epoch on the same 10 %, and
-use the same number of torch threads. Each measurement starts with one untimed warm-up
-fit (``warmup_batches`` minibatches, a separate model: the libraries' first-call costs
-and, for scprob with ``compile=True``, the kernel compilation, whose time is reported
-apart), then times ``train`` of a fresh seeded model:
+Throughput (:func:`run_benchmark`): counts ``(n_cells, n_genes)`` (default 20,000 ×
+2,000) of :func:`simulate_counts`, stored CSR; both engines train the same :data:`NETWORK`
+(ZINB, ``n_latent=10``, ``n_hidden=128``, one hidden layer, the batch as the only
+covariate) on the *same* 90 % of the cells (``train_validation_split``) for the same
+epochs, validating once per epoch on the same 10 %, with the same torch threads. Each
+measurement starts with an untimed warm-up fit of a separate model (first-call costs and,
+for scprob with ``compile=True``, the kernel compilation, reported as ``warmup_s``), then
+times ``train`` of a fresh seeded model:
 
     cells/s = (training cells × epochs) / wall seconds of train()
 
-and reads the held-out ELBO of that model on the validation cells (scprob:
-``SCVI.get_elbo``; scvi-tools: ``SCVI.get_elbo(indices=validation)``; both the mean
-per-cell ELBO including ``log x!``, higher is better). scvi-tools runs in its own
-environment (``envs/scvi-tools.lock``) through ``workflow/scripts/
-peer_scvi_tools_throughput.py``, in the same benchmark run, right before scprob at each
-batch size.
-
-What the profile showed (torch.profiler with shapes, cProfile and page-fault counts of
-the scprob step before this work; ``(128, 2000)`` minibatch, one thread of this 2-core
-AVX-512 machine, CPU time): of ~24 ms a step, the ZINB likelihood and its autograd took
-over half. torch does not vectorise ``digamma`` on CPUs (the gradient of ``lgamma``,
-~6 ms), ``lgamma`` (~2.5 ms, evaluated twice: for the loss and again for the reported
-``log x!``), ``where`` (~1.6 ms) or ``softplus``/``logaddexp`` (~0.6 ms each), while log,
-exp, reciprocal and arithmetic take ~0.05 ms on the same matrix. The matrix products took
-~5 ms (near the core's FMA peak, so not compressible), Adam's multi-tensor update ~2.5 ms,
-the gather/scatter-add of the covariate tables ~1.3 ms, Lightning's automatic
-optimisation ~0.4 ms, and fresh minibatch-sized temporaries ~2,400 page faults a step.
-Once the likelihood was fused, eager torch turned out memory-bound: ~100 passes over
-``(n, 2000)`` temporaries, each slower at batch 1,024 (8 MB, out of cache) than at 128.
-
-What was done, and what each step gave (per-step CPU time, one thread, 6,000 cells of
-the 20,000 × 2,000 data, one session; batch 128 / batch 1,024):
-
-    before                                                     23.9 ms / 192 ms
-    NB/ZINB summed over genes as one autograd function with
-      hand-derived gradients from vectorised operations only
-      (Stirling series for lgamma/digamma shifted by 3, softplus
-      from exp/log, no where), fed the decoder's logits so the
-      softmax and the library fold in; log x! summed per cell
-      once per data set by the loader; covariate tables as
-      one-hot products with the bias folded in; log(x + 1)      17.7 ms / 148 ms
-    + fused Adam (one kernel over all parameters)               16.1 ms / 147 ms
-    + eager likelihood in row blocks of 64k entries (cache)     12.3 ms /  88 ms
-    + the likelihood as one torch.compile kernel                 8.5 ms /  55 ms
-
-(the machine was shared with other jobs; single numbers move by ~10 %). Lightning's
-manual optimisation (−0.1 ms a step) and epoch sums read once per epoch (no per-step
-host sync) complete it. Keeping freed memory mapped (glibc ``mallopt``) was tried and
-dropped: no measurable effect once the eager kernel works in blocks. Compiling costs
-~13 s once per process with a cold cache (``plan_kwargs={"compile": ...}``; ``"auto"``
-compiles only fits of ≥ 2e9 matrix entries, where it pays back twice); the benchmark
-compiles during its first warm-up and keeps every run's ``warmup_s``.
+and reads that model's held-out ELBO (mean per cell, ``log x!`` included, higher is
+better). scvi-tools runs in its own environment through a peer script the caller names
+(``peer_script``), right before scprob at each batch size. Memory
+(:func:`sparse_training_memory`): peak resident memory by phase of SCVI training on the
+paper's largest runtime-study input, a CSR stand-in built in row blocks. What the profile
+showed and what each optimisation gave: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -111,27 +73,34 @@ class ThroughputSettings:
     repeats: int = 1
     peer: bool = False
     peer_python: str = ".venv-peer/bin/python"
-    peer_script: str = "workflow/scripts/peer_scvi_tools_throughput.py"
+    peer_script: str = ""  # the peer script's path; needed with peer=True
     peer_timeout_s: int = 3600
     accelerators: list[str] = field(default_factory=lambda: ["cpu", "gpu"])
 
     def __post_init__(self) -> None:
-        if self.n_cells < 10 or self.n_genes < 1 or self.n_batches < 1:
-            raise ValueError(
-                f"need at least 10 cells, 1 gene and 1 batch, got n_cells={self.n_cells}, "
-                f"n_genes={self.n_genes}, n_batches={self.n_batches}."
-            )
-        if self.epochs < 1 or self.repeats < 1:
-            raise ValueError(
-                f"epochs and repeats must be at least 1, got {self.epochs} and {self.repeats}."
-            )
-        if not self.batch_sizes or any(b < 3 for b in self.batch_sizes):
-            raise ValueError(
-                f"batch_sizes must be a non-empty list of sizes >= 3, got {self.batch_sizes}."
-            )
-        unknown = sorted(set(self.accelerators) - {"cpu", "gpu"})
-        if unknown:
-            raise ValueError(f"accelerators must be 'cpu' and/or 'gpu', got {unknown}.")
+        problems = _setting_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
+
+
+def _setting_problems(settings: ThroughputSettings) -> list[str]:
+    """What is wrong with ``settings``, one message each."""
+    s = settings
+    unknown = sorted(set(s.accelerators) - {"cpu", "gpu"})
+    checks = [
+        (s.n_cells >= 10 and s.n_genes >= 1 and s.n_batches >= 1,
+         f"need at least 10 cells, 1 gene and 1 batch, got n_cells={s.n_cells}, "
+         f"n_genes={s.n_genes}, n_batches={s.n_batches}"),
+        (s.epochs >= 1 and s.repeats >= 1,
+         f"epochs and repeats must be at least 1, got {s.epochs} and {s.repeats}"),
+        (min(s.batch_sizes, default=0) >= 3,
+         f"batch_sizes must be a non-empty list of sizes >= 3, got {s.batch_sizes}"),
+        (not unknown, f"accelerators must be 'cpu' and/or 'gpu', got {unknown}"),
+        (bool(s.peer_script) or not s.peer,
+         "peer=True needs peer_script, the script that times scvi-tools in the peer "
+         "environment"),
+    ]
+    return [message for holds, message in checks if not holds]
 
 
 def simulate_counts(
@@ -207,7 +176,6 @@ def time_scprob(
     start = time.perf_counter()
     model.train(max_epochs=epochs, **fit_kwargs)
     wall = time.perf_counter() - start
-    kernel = model.likelihood_kernel
     n_train = len(model.train_indices)
     return {
         "engine": "scprob",
@@ -224,7 +192,7 @@ def time_scprob(
         "cells_per_s": n_train * epochs / wall,
         "elbo_validation": model.get_elbo(),
         "elbo_convention": "scprob.models.SCVI.get_elbo: " + ELBO_CONVENTION,
-        "likelihood_kernel": kernel,
+        "likelihood_kernel": model.likelihood_kernel,
         "warmup_s": warmup_s,
     }
 
@@ -426,6 +394,17 @@ def results_table(document: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _engine_throughputs(table: pd.DataFrame, engine: str,
+                        settings: Sequence[tuple[str, int]]) -> list[float]:
+    """The engine's cells/s at each (accelerator, batch size); 0 where it did not run."""
+    heights = []
+    for accelerator, batch_size in settings:
+        match = table[(table["engine"] == engine) & (table["accelerator"] == accelerator)
+                      & (table["batch_size"] == batch_size)]
+        heights.append(float(match["cells_per_s"].iloc[0]) if len(match) else 0.0)
+    return heights
+
+
 def plot_throughput(document: dict[str, Any], paths: Sequence[Path]) -> None:
     """Grouped bars: cells/s per batch size (and accelerator), one bar per engine, the
     ratio written above each pair."""
@@ -441,13 +420,9 @@ def plot_throughput(document: dict[str, Any], paths: Sequence[Path]) -> None:
     width = 0.8 / len(engines)
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(settings), 3.6), layout="constrained")
     for k, engine in enumerate(engines):
-        heights = []
-        for accelerator, batch_size in settings:
-            match = table[(table["engine"] == engine) & (table["accelerator"] == accelerator)
-                          & (table["batch_size"] == batch_size)]
-            heights.append(float(match["cells_per_s"].iloc[0]) if len(match) else 0.0)
         positions = np.arange(len(settings)) + (k - (len(engines) - 1) / 2) * width
-        ax.bar(positions, heights, width, label=engine, color=colours[engine])
+        ax.bar(positions, _engine_throughputs(table, engine, settings), width, label=engine,
+               color=colours[engine])
     for i, comparison in enumerate(document["comparisons"]):
         if comparison.get("throughput_ratio") is not None:
             top = max(comparison["scprob"]["cells_per_s"],

@@ -6,8 +6,7 @@
 
 import logging
 
-import anndata as ad
-from workflow_helpers import logged_to
+from workflow_helpers import logged_to, read_h5ad_input
 
 from scprob.data.subsample import subsample_and_select_hvg
 
@@ -16,10 +15,12 @@ log = logging.getLogger(snakemake.rule)
 
 def main(atlas_path: str, subsample_path: str, n_cells: int, n_top_genes: int,
          seed: int) -> None:
+    # An unreadable atlas fails here, named, rather than deep in the subsampler.
+    read_h5ad_input(atlas_path, backed=True).file.close()
     # The output is written atomically by subsample_and_select_hvg.
     subsample_and_select_hvg(atlas_path, subsample_path, n_cells, n_top_genes=n_top_genes,
                              seed=seed)
-    written = ad.read_h5ad(subsample_path, backed="r")
+    written = read_h5ad_input(subsample_path, backed=True)
     log.info("wrote %s: %d cells x %d genes", subsample_path, written.n_obs, written.n_vars)
     written.file.close()
 

@@ -1,0 +1,241 @@
+"""The runtime study (paper Supp. Fig. 2): wall time, CPU time and peak memory of scVI
+and the scanpy baselines against the number of cells.
+
+Each job times one method on one subsample ``(n_cells, n_genes)`` of the simulated Heart
+Cell Atlas with 2 categorical and 10 continuous covariates. Untimed before the call:
+reading, log-normalising (baselines) or registering and building the model (scVI), and a
+warm-up run on a few hundred cells that pays the libraries' first-call costs (numba
+compilation, the likelihood kernel) outside the timing. Timed, with
+:func:`scprob.bench.measure.measure`: ``SCVI.train`` with the paper's settings, or the
+baseline's steps (:func:`scprob.bench.baselines.run_baseline`). A job's record holds the
+measurement, the method's settings and the machine, so the table built from the records
+reads without the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from scprob.bench.baselines import Representation, combined_labels, run_baseline
+from scprob.bench.measure import Measurement, measure, paper_train_size
+
+log = logging.getLogger(__name__)
+
+# The runtime table: one row per method and size.
+RUNTIME_COLUMNS = [
+    "method", "display_name", "n_cells", "n_genes", "seconds", "cpu_seconds",
+    "peak_rss_gib", "peak_rss_scope", "epochs", "max_epochs", "early_stopped", "threads",
+    "device", "job_seconds", "job_max_rss_gib",
+]
+
+
+def warmup_indices(obs: pd.DataFrame, keys: Sequence[str], n_cells: int) -> np.ndarray:
+    """Sorted row positions of about ``n_cells`` cells for the untimed warm-up: the first
+    ``ceil(n_cells / n_groups)`` cells of every combination of ``keys``, so each batch of
+    the full data is present (bbknn needs every batch) whatever its size."""
+    if n_cells < 1:
+        raise ValueError(f"n_cells must be positive, got {n_cells}.")
+    labels = pd.Series(combined_labels(obs, keys))
+    per_group = -(-n_cells // labels.nunique())
+    positions = labels.groupby(labels, sort=False).head(per_group).index.to_numpy()
+    return np.sort(positions)
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers were taken: CPU model, cores, Python and library versions, and
+    the OpenMP wait policy (spinning waiters distort timings on a shared machine)."""
+    from importlib.metadata import version
+
+    import torch
+
+    cpu_model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "scanpy": version("scanpy"),
+        "cuda_available": bool(torch.cuda.is_available()),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+    }
+
+
+def timing_record(settings: Mapping[str, Any], measurement: Measurement) -> dict[str, Any]:
+    """One job's record: its settings, the :class:`Measurement` and the :func:`machine`."""
+    return {**settings, **asdict(measurement), "machine": machine()}
+
+
+# scVI ---------------------------------------------------------------------------------
+
+
+def scvi_max_epochs(settings: Mapping[str, Any]) -> int:
+    """The paper's ``max_epochs``, lowered to ``max_epochs_cap`` where the config sets one."""
+    cap = settings["max_epochs_cap"]
+    return settings["max_epochs"] if cap is None else min(settings["max_epochs"], cap)
+
+
+def time_scvi(adata: ad.AnnData, settings: Mapping[str, Any], categorical_keys: Sequence[str],
+              continuous_keys: Sequence[str], warmup_cells: int, seed: int,
+              threads: int) -> tuple[dict[str, Any], pd.DataFrame]:
+    """``SCVI.train`` on the raw counts of ``adata`` with every covariate and the paper's
+    settings: early stopping, minibatches of ``batch_size`` cells, at most
+    ``limit_train_batches`` a epoch, :func:`paper_train_size`. Returns the job's record
+    and the training history."""
+    from scprob.data.loader import train_validation_split
+    from scprob.models import SCVI
+    from scprob.train import should_compile
+
+    max_epochs = scvi_max_epochs(settings)
+    train_size = paper_train_size(adata.n_obs)
+    train_kwargs = {
+        "batch_size": settings["batch_size"],
+        "early_stopping": True,
+        "early_stopping_patience": settings["early_stopping_patience"],
+        "limit_train_batches": settings["limit_train_batches"],
+        "accelerator": settings["accelerator"],
+        "enable_progress_bar": False,
+        "seed": seed,
+    }
+    setup = {"categorical_covariate_keys": list(categorical_keys),
+             "continuous_covariate_keys": list(continuous_keys)}
+
+    if warmup_cells:
+        # The timed fit compiles its likelihood kernel (once per process) when it is long
+        # enough to repay it; the warm-up then compiles it too, outside the timing.
+        n_train = len(train_validation_split(adata.n_obs, train_size, seed)[0])
+        compile_kernel = should_compile("auto", n_train, adata.n_vars, max_epochs)
+        warm = adata[warmup_indices(adata.obs, categorical_keys, warmup_cells)].copy()
+        SCVI.setup_anndata(warm, **setup)
+        warm_model = SCVI(warm, seed=seed)
+        _, warmup = measure(lambda: warm_model.train(
+            **{**train_kwargs, "max_epochs": 1, "limit_train_batches": 2, "train_size": 0.9},
+            plan_kwargs={"compile": compile_kernel}))
+        log.info("warm-up on %d cells: %.1f s (likelihood kernel: %s)", warm.n_obs,
+                 warmup.seconds, warm_model.likelihood_kernel)
+        del warm, warm_model
+
+    SCVI.setup_anndata(adata, **setup)
+    model = SCVI(adata, seed=seed)
+    log.info("scVI on %d cells x %d genes: train_size %.4f, max_epochs %d, %d threads",
+             adata.n_obs, adata.n_vars, train_size, max_epochs, threads)
+    _, measurement = measure(
+        lambda: model.train(max_epochs=max_epochs, train_size=train_size, **train_kwargs))
+    history = model.history
+    epochs = len(history)
+    log.info("trained %d epochs in %.1f s (%.1f CPU s), peak RSS %.2f GiB",
+             epochs, measurement.seconds, measurement.cpu_seconds, measurement.peak_rss_gib)
+    n_train = len(model.train_indices)
+    settings_record = {
+        "method": "scvi",
+        "n_cells": adata.n_obs,
+        "n_genes": adata.n_vars,
+        "threads": threads,
+        "device": str(model.device),
+        "likelihood_kernel": model.likelihood_kernel,
+        "epochs": epochs,
+        "max_epochs": max_epochs,
+        "early_stopped": epochs < max_epochs,
+        "train_size": train_size,
+        "n_train_cells": n_train,
+        "n_validation_cells": len(model.validation_indices),
+        "batches_per_epoch": min(settings["limit_train_batches"],
+                                 -(-n_train // settings["batch_size"])),
+        "elbo_validation": float(history["elbo_validation"].iloc[-1])
+        if "elbo_validation" in history else None,
+        "warmup_cells": warmup_cells,
+    }
+    history = history.assign(method="scvi", n_cells=adata.n_obs)
+    return timing_record(settings_record, measurement), history
+
+
+# The baselines ------------------------------------------------------------------------
+
+
+def _output_size(output: np.ndarray | Representation) -> object:
+    """What a baseline's output is, for the log: the graph's edges or the array's shape.
+    The timed call returns only this, so the output is freed inside the timing, as a
+    pipeline that moves on would free it."""
+    if isinstance(output, Representation):
+        return output.connectivities.nnz
+    return output.shape
+
+
+def time_baseline(adata: ad.AnnData, method: str, categorical_keys: Sequence[str],
+                  continuous_keys: Sequence[str], n_pcs: int, warmup_cells: int, seed: int,
+                  threads: int) -> dict[str, Any]:
+    """The baseline's steps on the log-normalised counts of ``adata`` (CSR, as a scanpy
+    user holds them): regress_out of the continuous covariates, then PCA and bbknn (the
+    categorical covariates' combination) or Harmony (all of them). Returns the record."""
+    from scprob.data.preprocess import log_normalize
+
+    log_normalized = log_normalize(adata.X)
+    continuous = adata.obs[list(continuous_keys)]
+    categorical = adata.obs[list(categorical_keys)]
+    n_batches = len(set(combined_labels(adata.obs, categorical_keys)))
+
+    def run(x: Any, continuous: pd.DataFrame, categorical: pd.DataFrame) -> object:
+        return _output_size(run_baseline(method, x, continuous, categorical, n_pcs=n_pcs,
+                                         seed=seed))
+
+    if warmup_cells:
+        rows = warmup_indices(adata.obs, categorical_keys, warmup_cells)
+        _, warmup = measure(lambda: run(log_normalized[rows], continuous.iloc[rows],
+                                        categorical.iloc[rows]))
+        log.info("warm-up on %d cells: %.1f s", rows.size, warmup.seconds)
+
+    log.info("%s on %d cells x %d genes: %d continuous covariates, %d batches (%s), "
+             "%d threads", method, adata.n_obs, adata.n_vars, len(continuous_keys), n_batches,
+             " x ".join(categorical_keys), threads)
+    output, measurement = measure(lambda: run(log_normalized, continuous, categorical))
+    log.info("%s: %.1f s (%.1f CPU s), peak RSS %.2f GiB; output %s", method,
+             measurement.seconds, measurement.cpu_seconds, measurement.peak_rss_gib, output)
+    return timing_record({
+        "method": method,
+        "n_cells": adata.n_obs,
+        "n_genes": adata.n_vars,
+        "threads": threads,
+        "device": "cpu",
+        "n_pcs": None if method == "regress" else n_pcs,
+        "n_continuous_covariates": len(continuous_keys),
+        "categorical_covariates": list(categorical_keys),
+        "n_batches": n_batches,
+        "warmup_cells": warmup_cells,
+    }, measurement)
+
+
+# The table ----------------------------------------------------------------------------
+
+
+def runtime_table(records: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, float]],
+                  display_names: Mapping[str, str], methods: Sequence[str]) -> pd.DataFrame:
+    """One row per method (in ``methods``' order) and size: the timed call from each
+    job's record, and the whole job (reading and warm-up included) from Snakemake's
+    benchmark of it (``jobs``: its ``s`` and ``max_rss`` in MiB)."""
+    rows = [{**record, "display_name": display_names[record["method"]],
+             "job_seconds": float(job["s"]), "job_max_rss_gib": float(job["max_rss"]) / 1024}
+            for record, job in zip(records, jobs, strict=True)]
+    table = pd.DataFrame(rows).reindex(columns=RUNTIME_COLUMNS)
+    table["method"] = pd.Categorical(table["method"], categories=list(methods), ordered=True)
+    table = table.sort_values(["method", "n_cells"]).reset_index(drop=True)
+    table["method"] = table["method"].astype(str)
+    table["epochs"] = table["epochs"].astype("Int64")
+    table["max_epochs"] = table["max_epochs"].astype("Int64")
+    return table
+
