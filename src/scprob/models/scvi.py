@@ -73,33 +73,17 @@ class VAE(nn.Module):
         self.dispersion = dispersion
         self.encode_covariates = encode_covariates
         n_categories = list(n_categories)
-        self.encoder = Encoder(
-            n_genes,
-            n_latent,
-            n_hidden,
-            n_layers,
-            n_categories if encode_covariates else (),
-            n_continuous if encode_covariates else 0,
-            dropout_rate,
-            use_batch_norm,
-            use_layer_norm,
-        )
-        self.decoder = FCLayers(
-            n_latent,
-            n_hidden,
-            n_layers,
-            n_categories,
-            n_continuous,
-            dropout_rate=0.0,
-            use_batch_norm=use_batch_norm,
-            use_layer_norm=use_layer_norm,
-        )
+        norms = {"use_batch_norm": use_batch_norm, "use_layer_norm": use_layer_norm}
+        # The encoder reads log(1 + x) (and the covariates if asked); the decoder, without
+        # dropout, reads z and the covariates in every layer, its output heads included.
+        encoder_covariates = (n_categories, n_continuous) if encode_covariates else ((), 0)
+        self.encoder = Encoder(n_genes, n_latent, n_hidden, n_layers, *encoder_covariates,
+                               dropout_rate, **norms)
+        self.decoder = FCLayers(n_latent, n_hidden, n_layers, n_categories, n_continuous,
+                                dropout_rate=0.0, **norms)
         self.scale_head = CovariateLinear(n_hidden, n_genes, n_categories, n_continuous)
-        self.zi_head = (
-            CovariateLinear(n_hidden, n_genes, n_categories, n_continuous)
-            if gene_likelihood == "zinb"
-            else None
-        )
+        self.zi_head = (CovariateLinear(n_hidden, n_genes, n_categories, n_continuous)
+                        if gene_likelihood == "zinb" else None)
         # log θ: one per gene, or one per gene and batch (column = batch code).
         n_dispersion = n_categories[0] if dispersion == "gene-batch" else 1
         self.log_theta = nn.Parameter(torch.randn(n_genes, n_dispersion))

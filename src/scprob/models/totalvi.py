@@ -124,27 +124,13 @@ class TOTALVAE(nn.Module):
         # Data, not a weight: rebuilt from the registry, so never in the state dict.
         self.register_buffer("protein_observed", protein_observed, persistent=False)
 
-        self.encoder = Encoder(
-            n_genes + n_proteins,
-            n_latent,
-            n_hidden,
-            n_layers_encoder,
-            n_categories if encode_covariates else (),
-            n_continuous if encode_covariates else 0,
-            dropout_rate,
-            use_batch_norm,
-            use_layer_norm,
-        )
-        self.decoder = FCLayers(
-            n_latent,
-            n_hidden,
-            n_layers_decoder,
-            n_categories,
-            n_continuous,
-            dropout_rate,
-            use_batch_norm,
-            use_layer_norm,
-        )
+        norms = {"use_batch_norm": use_batch_norm, "use_layer_norm": use_layer_norm}
+        # The encoder reads [log(1 + x), centred log(1 + y)] (and the covariates if asked).
+        encoder_covariates = (n_categories, n_continuous) if encode_covariates else ((), 0)
+        self.encoder = Encoder(n_genes + n_proteins, n_latent, n_hidden, n_layers_encoder,
+                               *encoder_covariates, dropout_rate, **norms)
+        self.decoder = FCLayers(n_latent, n_hidden, n_layers_decoder, n_categories,
+                                n_continuous, dropout_rate, **norms)
 
         def head(n_out: int) -> CovariateLinear:
             return CovariateLinear(n_hidden, n_out, n_categories, n_continuous)
