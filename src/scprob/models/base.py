@@ -252,7 +252,7 @@ class BaseModel:
             if n_samples == 1:
                 return fn(self.module.generative(decode_batch, q["qz_mean"]))
             scale = q["qz_var"].sqrt()
-            total = torch.zeros(())
+            total: Tensor | float = 0.0
             for _ in range(n_samples):
                 z = q["qz_mean"] + scale * torch.randn_like(scale)
                 total = total + fn(self.module.generative(decode_batch, z, sample=True))
