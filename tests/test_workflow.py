@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scprob.data.registry import Registry
 from tests.conftest import REPO, SNAKEMAKE, run_snakemake
 
 pytest.importorskip("snakemake")
@@ -166,12 +167,13 @@ def test_integrated_files_hold_graph_and_umap(workdir: Path) -> None:
 @pytest.mark.workflow
 def test_scvi_cc_conditions_on_nuisance_genes_removed_from_its_input(workdir: Path) -> None:
     nuisance = set((workdir / "data" / "nuisance_genes.txt").read_text().split())
-    scvi = json.loads((workdir / "models" / "scvi" / "model.json").read_text())["registry"]
-    scvi_cc = json.loads((workdir / "models" / "scvi_cc" / "model.json").read_text())["registry"]
-    assert nuisance <= set(scvi["gene_names"]) and not scvi["continuous_covariate_keys"]
-    assert not nuisance & set(scvi_cc["gene_names"])
-    assert len(scvi_cc["gene_names"]) == len(scvi["gene_names"]) - N_NUISANCE
-    assert sorted(scvi_cc["continuous_covariate_keys"]) == sorted(
+    scvi, scvi_cc = (
+        Registry.from_dict(json.loads((workdir / "models" / m / "model.json").read_text())
+                           ["registry"]) for m in ("scvi", "scvi_cc"))
+    assert nuisance <= set(scvi.gene_names) and not scvi.continuous_covariate_keys
+    assert not nuisance & set(scvi_cc.gene_names)
+    assert len(scvi_cc.gene_names) == len(scvi.gene_names) - N_NUISANCE
+    assert sorted(scvi_cc.continuous_covariate_keys) == sorted(
         f"nuisance_{g}" for g in nuisance
     )
     history = pd.read_csv(workdir / "tables" / "scvi_cc_training_history.csv")
