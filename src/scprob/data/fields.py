@@ -245,13 +245,14 @@ class CountsField(Field):
                 f"{min_gene_overlap:.0%}: check that both use the same gene identifiers "
                 "(symbols vs Ensembl IDs), or lower min_gene_overlap."
             )
-        for n, what in ((n_reference - n_shared, "of the reference's {total} genes are "
-                         "missing from the query; they are filled with zero counts."),
-                        (len(query_genes) - n_shared, "of the query's {total} genes are not "
-                         "among the reference's and are dropped.")):
-            if n:
-                total = n_reference if "missing" in what else len(query_genes)
-                warnings.warn(f"{n} " + what.format(total=total), UserWarning, stacklevel=5)
+        n_missing, n_extra = n_reference - n_shared, len(query_genes) - n_shared
+        if n_missing:
+            warnings.warn(f"{n_missing} of the reference's {n_reference} genes are missing "
+                          "from the query; they are filled with zero counts.", UserWarning,
+                          stacklevel=5)
+        if n_extra:
+            warnings.warn(f"{n_extra} of the query's {len(query_genes)} genes are not among "
+                          "the reference's and are dropped.", UserWarning, stacklevel=5)
         return aligned_columns(counts, query_genes, self.gene_names)
 
 

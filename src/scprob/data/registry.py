@@ -77,25 +77,13 @@ class Registry:
         return self.counts.layer
 
     @property
-    def batch_key(self) -> str | None:
-        return self.categorical.batch_key
-
-    @property
-    def batch_column(self) -> str:
-        return self.categorical.batch_column
-
-    @property
     def batch_categories(self) -> list[str]:
-        return self.categorical.categories[self.batch_column]
+        return self.categorical.categories[self.categorical.batch_column]
 
     @property
     def categorical_columns(self) -> list[str]:
         """All categorical inputs in code order: the batch, then the other covariates."""
         return self.categorical.columns
-
-    @property
-    def categorical_covariate_keys(self) -> list[str]:
-        return self.categorical.covariate_keys
 
     @property
     def categories(self) -> dict[str, list[str]]:
@@ -135,13 +123,6 @@ class Registry:
         values = {name: torch.as_tensor(f.extract(adata, self.fields))
                   for name, f in self.fields.items() if name != "x"}
         return CellData.from_arrays(counts, values)
-
-    def check(self, adata: AnnData) -> None:
-        """Raise, naming the problem, unless ``adata`` can be read with this registry."""
-        self.counts.check_genes(adata)
-        for name, f in self.fields.items():
-            if name != "x":
-                f.extract(adata, self.fields)
 
     def module_inputs(self) -> dict[str, Any]:
         """What the fields tell a module about the data's shape (``n_genes``, …)."""

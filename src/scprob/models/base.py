@@ -72,24 +72,24 @@ class BaseModel:
 
     def _build(self, adata: AnnData, registry: Registry, seed: int,
                hyperparameters: dict[str, Any]) -> None:
-        unknown = sorted(set(hyperparameters) - set(self.hyperparameter_names()))
+        names = self.hyperparameter_names()
+        unknown = sorted(set(hyperparameters) - set(names))
         if unknown:
             raise ValueError(
                 f"{type(self).__name__} got unknown arguments {unknown}; its hyperparameters "
-                f"are {self.hyperparameter_names()} (and seed)."
+                f"are {names} (and seed)."
             )
         self.adata, self.registry, self.seed = adata, registry, seed
         # Every hyperparameter, defaults included: what save records and surgery edits.
         parameters = inspect.signature(self.module_class).parameters
         self.init_params: dict[str, Any] = {
-            name: parameters[name].default for name in self.hyperparameter_names()
+            name: parameters[name].default for name in names
             if parameters[name].default is not inspect.Parameter.empty}
         self.init_params.update(hyperparameters)
         torch.manual_seed(seed)  # the initial weights depend on the seed only
         inputs = registry.module_inputs()
-        accepted = parameters
         self.module = self.module_class(
-            **{k: v for k, v in inputs.items() if k in accepted}, **self.init_params)
+            **{k: v for k, v in inputs.items() if k in parameters}, **self.init_params)
         self.is_trained = False
         self.history = pd.DataFrame()
         self.likelihood_kernel: str | None = None  # the kernel of the last fit
@@ -357,10 +357,12 @@ class BaseModel:
                 f"with {meta['model_class']}.load.")
         registry = Registry.from_dict(meta["registry"])
         adata = _anndata_for(dir_path, adata)
-        registry.check(adata)
+        # Raises, naming the problem, unless adata reads as the model's data; kept for use.
+        cell_data = registry.cell_data(adata)
         adata.uns[UNS_KEY] = registry.to_dict()
         model = cls.__new__(cls)
         model._build(adata, registry, meta["seed"], meta["init_params"])
+        model._cell_data = cell_data
         categorical = registry.categorical
         restore_query_module(model.module, categorical.n_reference_rows,
                              categorical.n_categories)

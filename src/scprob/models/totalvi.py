@@ -369,9 +369,10 @@ class TOTALVI(BaseModel):
     def _set_background_prior(self, batches: slice, dtype: torch.dtype) -> None:
         """The prior of ``log β`` of the batch codes ``batches``, fitted to this model's
         data (``scprob.models.protein_background``); ``log d`` is taken in ``dtype``."""
-        _, proteins = self._proteins.values(self.adata)
-        batch = self.registry.categorical.extract(self.adata, self.registry.fields)[:, 0]
-        mean, sd = background_prior_from_data(proteins, batch, self._proteins.observed_mask)
+        data = self.cell_data()
+        mean, sd = background_prior_from_data(data.values["protein"].numpy(),
+                                              data.values["categorical"][:, 0].numpy(),
+                                              self._proteins.observed_mask)
         self.module.set_background_prior(torch.as_tensor(mean[batches], dtype=dtype),
                                          torch.as_tensor(sd[batches], dtype=dtype), batches)
 

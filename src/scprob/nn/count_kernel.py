@@ -230,15 +230,16 @@ class CountKernel:
         self.compiled = compiled
 
     @property
-    def name(self) -> str:
-        """``"eager"``, ``"compiled"`` or ``"eager (compilation failed)"``."""
-        if not self.compiled:
-            return "eager"
-        return "eager (compilation failed)" if CountKernel._compilation_failed else "compiled"
+    def fused(self) -> bool:
+        """Whether the compiled fusion runs (asked for, and the compiler has not failed)."""
+        return self.compiled and not CountKernel._compilation_failed
 
     @property
-    def fused(self) -> bool:
-        return self.name == "compiled"
+    def name(self) -> str:
+        """``"eager"``, ``"compiled"`` or ``"eager (compilation failed)"``."""
+        if self.fused:
+            return "compiled"
+        return "eager (compilation failed)" if self.compiled else "eager"
 
     def __call__(self, variant: str, *args: Any) -> tuple[Tensor, tuple[Tensor, ...]]:
         if self.fused:
