@@ -80,7 +80,7 @@ def test_row_blocks_of_the_eager_kernel_change_nothing(theta_per_cell: bool,
         return values, torch.autograd.grad(values.sum(), leaves)
 
     whole, whole_grads = evaluate()
-    monkeypatch.setattr(K, "_EAGER_BLOCK_ENTRIES", 7 * x.shape[1])  # blocks of 7 rows
+    monkeypatch.setattr(K, "_eager_block_entries", lambda: 7 * x.shape[1])  # 7-row blocks
     blocked, blocked_grads = evaluate()
     torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=0)
     for got, want in zip(blocked_grads, whole_grads, strict=True):

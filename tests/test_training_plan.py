@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scprob.models import SCVI
-from scprob.train import TrainingPlan, should_compile
+from scprob.train import TrainingPlan, fit_entries, should_compile
 from tests.conftest import make_counts_adata
 
 
@@ -18,8 +18,11 @@ def test_compile_setting_is_validated_and_auto_stays_eager_on_small_fits() -> No
     model = SCVI(adata, n_latent=4, n_hidden=16)
     model.train(max_epochs=2, batch_size=64, enable_progress_bar=False)
     assert model.likelihood_kernel == "eager"  # a 300-cell fit never pays for compilation
-    assert should_compile("auto", 20_000, 2_000, 50) and not should_compile("auto", 300, 60, 2)
-    assert should_compile(True, 1, 1, 1) and not should_compile(False, 10**6, 10**4, 10**3)
+    # 400 epochs of 18,000 cells x 2,000 genes repay a compilation; 2 epochs capped at 20
+    # minibatches of 1,024 cells (the runtime study's capped fit) do not.
+    assert should_compile("auto", fit_entries(2_000, 18_000, 2_000, 400))
+    assert not should_compile("auto", fit_entries(4_000, 20 * 1024, 2_500, 2))
+    assert should_compile(True, 0) and not should_compile(False, 1e15)
 
 
 def test_two_models_in_one_process_choose_their_kernels_independently(monkeypatch) -> None:
@@ -45,3 +48,27 @@ def test_two_models_in_one_process_choose_their_kernels_independently(monkeypatc
     assert all(seen[:n_first]) and not any(seen[n_first:])
 
 
+
+
+def test_auto_counts_the_whole_fit_as_it_will_run(monkeypatch) -> None:
+    """The entries ``"auto"`` weighs are the cells each epoch trains on after
+    ``limit_train_batches`` plus the validation cells, × genes × max_epochs."""
+    import scprob.train as train
+
+    asked: list[float] = []
+
+    def recording(setting, entries):
+        asked.append(entries)
+        return False
+
+    monkeypatch.setattr(train, "should_compile", recording)
+    adata = make_counts_adata(n_cells=300, n_genes=60)
+    SCVI.setup_anndata(adata, batch_key="batch")
+    model = SCVI(adata, n_latent=4, n_hidden=16)
+    model.train(max_epochs=3, batch_size=50, limit_train_batches=2, train_size=0.9,
+                enable_progress_bar=False)
+    assert len(model.train_indices) == 270 and len(model.validation_indices) == 30
+    assert asked == [60 * (2 * 50 + 30) * 3]
+    model.train(max_epochs=2, batch_size=50, train_size=0.9, check_val_every_n_epoch=2,
+                enable_progress_bar=False)
+    assert asked[-1] == 60 * (270 + 30 / 2) * 2

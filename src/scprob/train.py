@@ -33,6 +33,7 @@ while the KL term warms up and fading with it.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from typing import Any
 
@@ -60,20 +61,31 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "scale_adversarial_loss": "auto",
 }
 
-# "auto" compiles the likelihood kernel when a fit evaluates at least this many matrix
-# entries (training cells × genes × epochs): about twice what repays the compilation on a
-# 2-core CPU (docs/likelihood-kernel.md).
-AUTO_COMPILE_ENTRIES = 2e9
+# "auto" compiles the likelihood kernel when the fit's expected saving repays a compilation
+# in a fresh process. Measured on a 2-core CPU (docs/likelihood-kernel.md): compiling the
+# training and validation graphs cold took 26 s (8 s with torch's on-disk cache warm), and
+# the fused kernel saved 3–6e-8 s per matrix entry. The lower saving and a cold compiler
+# make a fit compile only where it surely pays: about 1e9 entries.
+COMPILE_SECONDS = 30.0
+SECONDS_SAVED_PER_ENTRY = 3e-8
+AUTO_COMPILE_ENTRIES = COMPILE_SECONDS / SECONDS_SAVED_PER_ENTRY
 
 
-def should_compile(
-    setting: bool | str, n_train_cells: int, n_genes: int, max_epochs: int
-) -> bool:
+def fit_entries(n_genes: int, train_cells_per_epoch: int, validation_cells_per_epoch: float,
+                max_epochs: int) -> float:
+    """Matrix entries the likelihood evaluates in a whole fit: the cells it trains on and
+    validates in each epoch (after ``limit_train_batches``) × genes × epochs."""
+    return float(n_genes) * (train_cells_per_epoch + validation_cells_per_epoch) * max_epochs
+
+
+def should_compile(setting: bool | str, entries: float) -> bool:
     """Whether a fit compiles the likelihood kernel: ``setting`` True or False, or
-    ``"auto"``: when the fit evaluates at least ``AUTO_COMPILE_ENTRIES`` matrix entries."""
+    ``"auto"``: when the fit evaluates at least ``AUTO_COMPILE_ENTRIES`` matrix entries
+    (:func:`fit_entries`). The choice depends on the fit alone, never on what ran before in
+    the process, so a seed gives the same model in a fresh process and after other fits."""
     if setting != "auto":
         return bool(setting)
-    return n_train_cells * n_genes * max_epochs >= AUTO_COMPILE_ENTRIES
+    return entries >= AUTO_COMPILE_ENTRIES
 
 
 class BatchAdversary(nn.Module):
@@ -260,8 +272,22 @@ class TrainingPlan(pl.LightningModule):
     def _should_compile(self, loader: Any) -> bool:
         if not isinstance(loader, MinibatchLoader):
             return self.settings["compile"] is True
-        return should_compile(self.settings["compile"], len(loader.indices),
-                              loader.host_data.counts.shape[1], self.trainer.max_epochs)
+        trainer = self.trainer
+        n_batches = trainer.num_training_batches
+        train_cells = len(loader.indices)
+        if math.isfinite(n_batches):
+            train_cells = min(train_cells, int(n_batches) * loader.batch_size)
+        if trainer.val_dataloaders is None:
+            # Lightning loads the validation data when the first validation epoch comes
+            # (later than this when check_val_every_n_epoch > 1); its size is needed now.
+            trainer.fit_loop.epoch_loop.val_loop.setup_data()
+        validation = trainer.val_dataloaders
+        validation_cells = 0.0
+        if isinstance(validation, MinibatchLoader):
+            validation_cells = len(validation.indices) / (trainer.check_val_every_n_epoch or 1)
+        entries = fit_entries(loader.host_data.counts.shape[1], train_cells, validation_cells,
+                              trainer.max_epochs)
+        return should_compile(self.settings["compile"], entries)
 
     def on_validation_start(self) -> None:
         self._place_loader(self.trainer.val_dataloaders)

@@ -93,11 +93,17 @@ class CellData:
         """Counts as float32 (CSR stays CSR), floating values as float32, codes as int64."""
         if sp.issparse(counts):
             csr = sp.csr_matrix(counts)
-            if csr.dtype != np.float32:
-                # Only the stored values are converted, never a dense copy.
+            # One integer type for both index arrays: scipy's row indexing otherwise
+            # converts the larger one on every minibatch, a pass over all stored entries
+            # (int64 indptr beside int32 indices is how h5ad files often hold them).
+            index_dtype = np.int32 if max(csr.nnz, *csr.shape) < 2**31 else np.int64
+            if (csr.dtype != np.float32 or csr.indices.dtype != index_dtype
+                    or csr.indptr.dtype != index_dtype):
+                # Only the stored values and indices are converted, never a dense copy.
                 csr = sp.csr_matrix(
-                    (csr.data.astype(np.float32), csr.indices, csr.indptr), shape=csr.shape
-                )
+                    (csr.data.astype(np.float32, copy=False),
+                     csr.indices.astype(index_dtype, copy=False),
+                     csr.indptr.astype(index_dtype, copy=False)), shape=csr.shape, copy=False)
             matrix: Tensor | sp.csr_matrix = csr
         else:
             matrix = torch.as_tensor(np.ascontiguousarray(counts, dtype=np.float32))
@@ -131,11 +137,10 @@ class CellData:
             if isinstance(self.counts, DeviceCSR):
                 raise ValueError("log_factorial must be computed before the move to a device.")
             sums = np.empty(len(self), dtype=np.float64)
-            block_rows = _BLOCK_ROWS
-            if self.is_sparse and self.counts.nnz:
-                # About a million stored entries per block: buffers that the allocator
-                # recycles instead of mapping fresh pages for each.
-                block_rows = max(1, (len(self) << 20) // self.counts.nnz)
+            # About a million entries per block: buffers that the allocator recycles
+            # instead of mapping fresh pages for each.
+            n_entries = self.counts.nnz if self.is_sparse else self.counts.numel()
+            block_rows = max(1, (len(self) << 20) // max(n_entries, 1))
             for start in range(0, len(self), block_rows):
                 stop = min(start + block_rows, len(self))
                 if self.is_sparse:
@@ -146,8 +151,12 @@ class CellData:
                     ends = self.counts.indptr[start : stop + 1] - first
                     sums[start:stop] = running[ends[1:]] - running[ends[:-1]]
                 else:
-                    block = self.counts[start:stop].to("cpu", torch.float64)
-                    sums[start:stop] = torch.lgamma(block + 1.0).sum(dim=1).numpy()
+                    # Only counts above 1 add to log x!, a minority of any count matrix.
+                    block = self.counts[start:stop].cpu().numpy()
+                    rows, columns = np.nonzero(block > 1)
+                    per_entry = _log_factorial_of_counts(block[rows, columns])
+                    sums[start:stop] = np.bincount(rows, weights=per_entry,
+                                                   minlength=stop - start)
             self._log_factorial = torch.as_tensor(sums, dtype=torch.float32)
         return self._log_factorial
 

@@ -241,10 +241,16 @@ class CountKernel:
             return "compiled"
         return "eager (compilation failed)" if self.compiled else "eager"
 
-    def __call__(self, variant: str, *args: Any) -> tuple[Tensor, tuple[Tensor, ...]]:
-        if self.fused:
+    def __call__(self, variant: str, x: Tensor, *args: Any) -> tuple[Tensor, tuple[Tensor, ...]]:
+        # A single cell runs eagerly: the compiler specialises sizes 0 and 1, so a one-cell
+        # batch (a validation set's last) would cost a recompilation for no speed.
+        if self.fused and x.shape[0] > 1:
             try:
-                return _compiled_functions()[variant](*args)
+                # Detached inputs keep one compiled graph per variant: the compiler guards
+                # on requires_grad, which differs between training, validation and a query
+                # model's frozen parameters, while the kernel never needs autograd inside.
+                detached = [a.detach() if isinstance(a, Tensor) else a for a in args]
+                return _compiled_functions()[variant](x, *detached)
             except Exception as error:  # any compiler failure means: stay eager
                 CountKernel._compilation_failed = True
                 first_line = str(error).splitlines()[0] if str(error) else ""
@@ -254,7 +260,7 @@ class CountKernel:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        return _EAGER_FUNCTIONS[variant](*args)
+        return _EAGER_FUNCTIONS[variant](x, *args)
 
 
 EAGER = CountKernel(compiled=False)
@@ -330,10 +336,19 @@ def summed_count_log_likelihood(
     return _evaluate(kernel, x, rate, log_library, theta, zi_logits, eps, False)[0]
 
 
-# Matrix entries per block of rows for the eager kernels on a CPU: their ~100 passes over
-# a block then stay in the core's L2 cache instead of streaming minibatch-sized
-# temporaries through memory. A fused (compiled) kernel, or a GPU, takes the whole matrix.
+# Matrix entries per block of rows for the eager kernels on a CPU. On one thread, blocks
+# small enough that the kernel's ~100 passes stay in the core's L2 cache instead of
+# streaming minibatch-sized temporaries through memory. On several, every op is an OpenMP
+# region whose sleeping threads are woken each time, so each thread's share of a pass must
+# outweigh the wake-up: twice as many entries per thread. A fused (compiled) kernel, or a
+# GPU, takes the whole matrix (docs/likelihood-kernel.md).
 _EAGER_BLOCK_ENTRIES = 1 << 16
+_EAGER_BLOCK_ENTRIES_PER_THREAD = 1 << 17
+
+
+def _eager_block_entries() -> int:
+    threads = torch.get_num_threads()
+    return _EAGER_BLOCK_ENTRIES if threads == 1 else _EAGER_BLOCK_ENTRIES_PER_THREAD * threads
 
 
 def _evaluate(
@@ -364,7 +379,7 @@ def _evaluate(
         )
 
     n_cells, n_genes = x.shape
-    block = max(1, _EAGER_BLOCK_ENTRIES // max(n_genes, 1))
+    block = max(1, _eager_block_entries() // max(n_genes, 1))
     if x.device.type != "cpu" or count_kernel.fused or n_cells <= 2 * block:
         return kernel(slice(None))
     values = x.new_empty(n_cells)
