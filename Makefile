@@ -38,8 +38,9 @@ $(PEER_STAMP): envs/scvi-tools.lock
 	touch $(PEER_STAMP)
 
 benchmark: $(STAMP) $(PEER_STAMP)
-	$(BIN)/snakemake results/benchmarks/throughput.json --cores $(CORES) \
-		--forcerun benchmark_throughput --configfile config/config.yaml config/peer.yaml
+	$(BIN)/snakemake results/benchmarks/throughput.json results/benchmarks/fit_order.json \
+		--cores $(CORES) \
+		--forcerun benchmark_throughput benchmark_fit_order --configfile config/config.yaml config/peer.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests workflow/scripts

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from scprob.bench.scaling import log_log_slope, scaling_claims
 from tests.conftest import TEST_CONFIG, run_snakemake
 
 pytest.importorskip("snakemake")
@@ -28,6 +29,7 @@ TARGETS = [
     "results/scaling/tables/runtime.csv",
     "results/scaling/figures/supp_fig2_runtime.png",
     "results/scaling/figures/supp_fig2_runtime.pdf",
+    "results/scaling/tables/claim_check.csv",
 ]
 N_CONTINUOUS, N_SOURCE_DONOR_PAIRS = 10, 28
 
@@ -114,6 +116,16 @@ def test_scvi_trains_with_the_paper_protocol_up_to_the_cap(
 
 
 @pytest.mark.workflow
+def test_claim_check_compares_every_baseline_and_the_plateau(workdir: Path) -> None:
+    claims = pd.read_csv(workdir / "results/scaling/tables/claim_check.csv")
+    assert len(claims) == len(METHODS) + 1  # 3 baselines, the plateau, the overall row
+    for method, row in zip(METHODS[1:], claims.itertuples(), strict=False):
+        assert method in row.claim and np.isfinite([row.scvi, row.baseline, row.value]).all()
+    assert claims.iloc[-2]["criterion"] == f"scVI slope <= {SCALING['max_plateau_slope']:g}"
+    assert claims.iloc[-1]["holds"] == claims.iloc[:-1]["holds"].all()
+
+
+@pytest.mark.workflow
 def test_baselines_use_every_covariate(workdir: Path) -> None:
     for method in METHODS[1:]:
         record = timing(workdir, method, max(SCALING["n_cells"]))
@@ -139,6 +151,18 @@ def test_inconsistent_scaling_config_stops_the_dry_run(tmp_path: Path) -> None:
     run = snakemake(tmp_path, "-n", configfile=bad)
     assert run.returncode != 0
     assert "scaling.n_top_genes (401) exceeds scaling.simulate.n_genes (400)" in run.stdout
+
+
+@pytest.mark.workflow
+def test_sizes_that_cannot_check_the_claim_stop_the_dry_run(tmp_path: Path) -> None:
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["scaling"]["plateau_cells"] = 1000
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "-n", configfile=bad)
+    assert run.returncode != 0
+    assert ("scaling.n_cells ([900, 1200]) needs two sizes of at least scaling.plateau_cells "
+            "(1000) for the claim check") in run.stdout
 
 
 # The pieces ----------------------------------------------------------------------------
@@ -262,3 +286,48 @@ def test_runtime_figure_is_written_and_rejects_non_positive_values(tmp_path: Pat
         plot_runtime_scaling(table.assign(seconds=0.0), tmp_path / "bad")
     with pytest.raises(ValueError, match="lacks columns \\['peak_rss_gib'\\]"):
         plot_runtime_scaling(table.drop(columns="peak_rss_gib"), tmp_path / "bad")
+
+
+# The claim -----------------------------------------------------------------------------
+
+
+def _runtime_table(scvi_per_epoch: list[float], baseline_seconds: list[float],
+                   sizes: tuple[int, ...] = (5_000, 25_000, 60_000)) -> pd.DataFrame:
+    rows = [{"method": "scvi", "n_cells": n, "seconds": 2 * t, "epochs": 2,
+             "seconds_per_epoch": t} for n, t in zip(sizes, scvi_per_epoch, strict=True)]
+    rows += [{"method": "regress_bbknn", "n_cells": n, "seconds": t, "epochs": None,
+              "seconds_per_epoch": None} for n, t in zip(sizes, baseline_seconds, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def test_scaling_claim_holds_for_a_plateau_and_names_each_baseline() -> None:
+    # scVI: 2 s -> 4 s -> 4.4 s per epoch; bbknn: linear in the cells.
+    claims = scaling_claims(_runtime_table([2.0, 4.0, 4.4], [5.0, 25.0, 60.0]), 20_000, 0.2)
+    assert claims["holds"].tolist() == [True, True, True]
+    bbknn = claims.iloc[0]
+    assert "regress_bbknn" in bbknn["claim"] and "25,000 → 60,000 cells" in bbknn["quantity"]
+    assert bbknn["baseline"] == pytest.approx(1.0)
+    assert bbknn["scvi"] == pytest.approx(np.log(1.1) / np.log(2.4))
+    assert bbknn["value"] == pytest.approx(bbknn["baseline"] - bbknn["scvi"])
+    assert claims.iloc[1]["value"] == pytest.approx(np.log(1.1) / np.log(2.4))
+
+
+def test_scaling_claim_fails_when_scvi_keeps_growing() -> None:
+    # scVI's epoch grows faster than linearly beyond 20,000 cells: not flat, and faster
+    # than bbknn's.
+    claims = scaling_claims(_runtime_table([1.0, 5.0, 13.0], [5.0, 25.0, 60.0]), 20_000, 0.2)
+    assert claims["holds"].tolist() == [False, False, False]
+    assert claims.iloc[1]["criterion"] == "scVI slope <= 0.2"
+
+
+def test_scaling_claim_needs_two_sizes_past_the_plateau() -> None:
+    table = _runtime_table([2.0, 4.0], [5.0, 25.0], sizes=(5_000, 25_000))
+    with pytest.raises(ValueError, match=r"needs two sizes of at least 20000 cells, got "
+                                         r"\[5000, 25000\]: add a larger size"):
+        scaling_claims(table, 20_000, 0.2)
+
+
+def test_log_log_slope_is_the_growth_exponent() -> None:
+    n = np.array([1e4, 2e4, 4e4])
+    assert log_log_slope(n, 3 * n**1.5) == pytest.approx(1.5)
+    assert np.isnan(log_log_slope([1e4, 1e4], [1.0, 2.0]))

@@ -51,3 +51,47 @@ rule benchmark_sparse_memory:
         "../../envs/scprob.yaml"
     script:
         "../scripts/benchmark_sparse_memory.py"
+
+
+# Training speed by fit order and input format: SCVI on a subsample of the runtime study
+# (CSR, 2 categorical + 10 continuous covariates, trained as that study trains), three
+# timed fits of fresh models per process (two on one format, the third on the other), one
+# process per kernel setting and order (protocol: src/scprob/bench/fit_order.py). A fit
+# slower than the fastest of its format by more than `tolerance` is flagged in the table.
+# Timed, so it takes every core and a timing slot like the runtime study's jobs.
+rule benchmark_fit_order:
+    input:
+        data=fit_order_data(),
+    output:
+        csv=report(
+            "results/benchmarks/fit_order.csv",
+            caption="../report/fit_order.rst",
+            category="Model core",
+            labels={"figure": "training speed by fit order and input (table)"},
+        ),
+        json="results/benchmarks/fit_order.json",
+        png=report(
+            "results/benchmarks/fit_order.png",
+            caption="../report/fit_order.rst",
+            category="Model core",
+            labels={"figure": "training speed by fit order and input"},
+        ),
+        pdf="results/benchmarks/fit_order.pdf",
+    params:
+        settings={
+            k: v for k, v in config["benchmarks"]["fit_order"].items() if k != "n_cells"
+        },
+        categorical_keys=SCALING_CATEGORICAL_KEYS,
+        continuous_keys=SCALING_CONTINUOUS_KEYS,
+        seed=config["seed"],
+    threads: every_core()
+    resources:
+        timing_slot=1,
+    log:
+        "logs/benchmarks/benchmark_fit_order.log",
+    benchmark:
+        "results/benchmarks/benchmark_fit_order.tsv"
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/benchmark_fit_order.py"

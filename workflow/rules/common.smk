@@ -128,6 +128,13 @@ def check_scaling_config(scaling):
             f"scaling.warmup_cells ({scaling['warmup_cells']}) must be 0 (no warm-up) or "
             f"above scaling.n_pcs ({scaling['n_pcs']}): the warm-up runs PCA too."
         )
+    past_plateau = [n for n in scaling["n_cells"] if n >= scaling["plateau_cells"]]
+    if len(set(past_plateau)) < 2:
+        raise ValueError(
+            f"scaling.n_cells ({scaling['n_cells']}) needs two sizes of at least "
+            f"scaling.plateau_cells ({scaling['plateau_cells']}) for the claim check: add "
+            "a larger size or lower plateau_cells."
+        )
 
 
 check_scaling_config(config["scaling"])
@@ -162,6 +169,7 @@ def scaling_targets():
     """Every final output of the runtime study."""
     return [
         "results/scaling/tables/runtime.csv",
+        "results/scaling/tables/claim_check.csv",
         "results/scaling/figures/supp_fig2_runtime.png",
         "results/scaling/figures/supp_fig2_runtime.pdf",
     ]
@@ -233,10 +241,24 @@ def throughput_settings():
     return settings
 
 
+def fit_order_data():
+    """The runtime study's subsample the fit-order benchmark trains on."""
+    n_cells = config["benchmarks"]["fit_order"]["n_cells"]
+    if n_cells > scaling_atlas_cells():
+        raise WorkflowError(
+            f"benchmarks.fit_order.n_cells is {n_cells}, more than the simulated atlas "
+            f"holds ({scaling_atlas_cells()}, the largest of scaling.n_cells): lower it or "
+            "add a larger size to scaling.n_cells."
+        )
+    return f"results/scaling/data/heart_{n_cells}.h5ad"
+
+
 def benchmark_targets():
-    """The model-core benchmarks: SCVI training throughput (JSON, CSV, bar chart) and peak
-    memory of training on a large sparse input (JSON)."""
+    """The model-core benchmarks: SCVI training throughput (JSON, CSV, bar chart), its
+    speed by fit order and input format (JSON, CSV, figure) and peak memory of training on
+    a large sparse input (JSON)."""
     return [
         *expand("results/benchmarks/throughput.{ext}", ext=["json", "csv", "png", "pdf"]),
+        *expand("results/benchmarks/fit_order.{ext}", ext=["json", "csv", "png", "pdf"]),
         "results/benchmarks/sparse_training_memory.json",
     ]

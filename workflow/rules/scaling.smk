@@ -127,9 +127,17 @@ rule aggregate_scaling:
             category="Runtime (Supp. Fig. 2)",
             labels={"panel": "Supp. Fig. 2", "figure": "runtime and memory table"},
         ),
+        claim_check=report(
+            "results/scaling/tables/claim_check.csv",
+            caption="../report/scaling_claim_check.rst",
+            category="Runtime (Supp. Fig. 2)",
+            labels={"panel": "Supp. Fig. 2", "figure": "claim check"},
+        ),
     params:
         display_names=scaling_display_names(),
         methods=scaling_methods(),
+        plateau_cells=config["scaling"]["plateau_cells"],
+        max_plateau_slope=config["scaling"]["max_plateau_slope"],
     log:
         "logs/scaling/aggregate_scaling.log",
     conda:
