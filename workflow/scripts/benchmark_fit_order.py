@@ -9,18 +9,19 @@ from typing import Any
 
 from workflow_helpers import limit_threads, logged_to, write_csv, write_json
 
-from scprob.bench.fit_order import fit_order_table, plot_fit_order, run_benchmark
+from scprob.bench.fit_order import FitSettings, fit_order_table, plot_fit_order, run_benchmark
 
 log = logging.getLogger(snakemake.rule)
 
 
 def main(settings: dict[str, Any], inputs: Any, outputs: Any, params: Any,
          job_threads: int) -> None:
-    tolerance = settings.pop("tolerance")
-    document = run_benchmark(
-        inputs.data, params.categorical_keys, params.continuous_keys,
-        threads=settings.pop("threads") or job_threads, seed=params.seed, log=log.info,
-        **settings)
+    tolerance, kernels, repeats = (settings.pop(k) for k in ("tolerance", "kernels",
+                                                              "repeats"))
+    fit = FitSettings(**{**settings, "threads": settings["threads"] or job_threads,
+                         "seed": params.seed})
+    document = run_benchmark(inputs.data, params.categorical_keys, params.continuous_keys,
+                             kernels, fit, repeats=repeats, log=log.info)
     table = fit_order_table(document)
     table["within_tolerance"] = table["spread"] <= 1.0 + tolerance
     document["tolerance"] = tolerance

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,20 @@ import pandas as pd
 FORMATS = ("csr", "dense")
 # The benchmark's names for the training plan's ``compile`` settings.
 KERNEL_SETTINGS: dict[str, bool | str] = {"compiled": True, "eager": False, "auto": "auto"}
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How every timed fit trains (the runtime study's protocol: minibatches of
+    ``batch_size`` cells, at most ``limit_train_batches`` an epoch) and the process around
+    it: the warm-up's cells, torch threads (0: torch's default) and the seed."""
+
+    epochs: int = 2
+    batch_size: int = 1024
+    limit_train_batches: int = 20
+    warmup_cells: int = 500
+    threads: int = 0
+    seed: int = 0
 
 
 def fit_orders() -> list[list[str]]:
@@ -63,13 +78,7 @@ def run_fit_sequence(
     kernel: str,
     categorical_keys: Sequence[str],
     continuous_keys: Sequence[str],
-    *,
-    epochs: int = 2,
-    batch_size: int = 1024,
-    limit_train_batches: int = 20,
-    warmup_cells: int = 500,
-    threads: int = 0,
-    seed: int = 0,
+    settings: FitSettings = FitSettings(),
 ) -> dict[str, Any]:
     """The warm-up and one timed fit per entry of ``formats``, in this process."""
     import anndata as ad
@@ -83,24 +92,25 @@ def run_fit_sequence(
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"formats must be among {FORMATS}, got {unknown}.")
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
     stored = ad.read_h5ad(data_path)
     stored.X = sp.csr_matrix(stored.X)
     setup = {"categorical_covariate_keys": list(categorical_keys),
              "continuous_covariate_keys": list(continuous_keys)}
     train_kwargs: dict[str, Any] = {
-        "batch_size": batch_size, "train_size": 0.9, "seed": seed, "accelerator": "cpu",
+        "batch_size": settings.batch_size, "train_size": 0.9, "seed": settings.seed,
+        "accelerator": "cpu",
         "enable_progress_bar": False, "plan_kwargs": {"compile": KERNEL_SETTINGS[kernel]},
     }
 
     def model_on(adata: ad.AnnData) -> SCVI:
         SCVI.setup_anndata(adata, **setup)
-        return SCVI(adata, seed=seed)
+        return SCVI(adata, seed=settings.seed)
 
-    warm = stored[np.random.default_rng(seed).choice(stored.n_obs, min(warmup_cells,
-                                                                        stored.n_obs),
-                                                       replace=False)].copy()
+    rng = np.random.default_rng(settings.seed)
+    warm = stored[rng.choice(stored.n_obs, min(settings.warmup_cells, stored.n_obs),
+                             replace=False)].copy()
     start = time.perf_counter()
     model_on(warm).train(max_epochs=1, limit_train_batches=2, **train_kwargs)
     warmup_s = time.perf_counter() - start
@@ -114,10 +124,11 @@ def run_fit_sequence(
         model = model_on(adata)
         graphs, faults = _compiled_graphs(), _minor_faults()
         cpu, wall = time.process_time(), time.perf_counter()
-        model.train(max_epochs=epochs, limit_train_batches=limit_train_batches,
-                    **train_kwargs)
+        model.train(max_epochs=settings.epochs,
+                    limit_train_batches=settings.limit_train_batches, **train_kwargs)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        n_trained = min(len(model.train_indices), limit_train_batches * batch_size) * epochs
+        n_trained = settings.epochs * min(len(model.train_indices),
+                                          settings.limit_train_batches * settings.batch_size)
         fits.append({
             "position": position, "format": data_format, "kernel_setting": kernel,
             "likelihood_kernel": model.likelihood_kernel, "wall_s": wall, "cpu_s": cpu,
@@ -140,14 +151,9 @@ def run_benchmark(
     categorical_keys: Sequence[str],
     continuous_keys: Sequence[str],
     kernels: Sequence[str],
+    settings: FitSettings = FitSettings(),
     *,
-    epochs: int = 2,
-    batch_size: int = 1024,
-    limit_train_batches: int = 20,
-    warmup_cells: int = 500,
-    threads: int = 0,
     repeats: int = 1,
-    seed: int = 0,
     log: Any = print,
 ) -> dict[str, Any]:
     """Every kernel setting × fit order, each order in a fresh interpreter, ``repeats``
@@ -159,9 +165,7 @@ def run_benchmark(
                 arguments = {
                     "data_path": str(data_path), "formats": formats, "kernel": kernel,
                     "categorical_keys": list(categorical_keys),
-                    "continuous_keys": list(continuous_keys), "epochs": epochs,
-                    "batch_size": batch_size, "limit_train_batches": limit_train_batches,
-                    "warmup_cells": warmup_cells, "threads": threads, "seed": seed,
+                    "continuous_keys": list(continuous_keys), "settings": asdict(settings),
                 }
                 sequences.append({**_in_fresh_process(arguments), "repeat": repeat})
                 walls = ", ".join(f"{f['format']} {f['wall_s']:.1f} s"
@@ -169,10 +173,8 @@ def run_benchmark(
                 log(f"{kernel}, {' -> '.join(formats)}, run {repeat}/{repeats}: {walls}")
     return {
         "benchmark": "SCVI training speed by fit order and input format",
-        "settings": {"kernels": list(kernels), "epochs": epochs, "batch_size": batch_size,
-                     "limit_train_batches": limit_train_batches,
-                     "warmup_cells": warmup_cells, "threads": threads, "repeats": repeats,
-                     "seed": seed, "categorical_keys": list(categorical_keys),
+        "settings": {"kernels": list(kernels), **asdict(settings), "repeats": repeats,
+                     "categorical_keys": list(categorical_keys),
                      "continuous_keys": list(continuous_keys)},
         "protocol": (
             "one fresh interpreter per kernel setting, fit order and repeat; an untimed "
@@ -254,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(args) != 2:
         raise SystemExit("usage: python -m scprob.bench.fit_order REQUEST.json OUT.json")
     request = json.loads(Path(args[0]).read_text())
+    request["settings"] = FitSettings(**request["settings"])
     Path(args[1]).write_text(json.dumps(run_fit_sequence(**request), indent=2))
 
 
