@@ -38,6 +38,7 @@ include: "workflow/rules/covariates.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/scarches.smk"
 include: "workflow/rules/benchmarks.smk"
+include: "workflow/rules/complexity.smk"
 
 
 rule all:
@@ -46,4 +47,5 @@ rule all:
         scaling_targets(),
         scarches_targets(),
         benchmark_targets(),
+        complexity_targets(),
     default_target: True

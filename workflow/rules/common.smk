@@ -1,6 +1,7 @@
 # Helpers shared by the rule files (names, paths, the targets of each study).
 # Rule files hold rules only; anything computed lives here.
 
+import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -261,4 +262,69 @@ def benchmark_targets():
         *expand("results/benchmarks/throughput.{ext}", ext=["json", "csv", "png", "pdf"]),
         *expand("results/benchmarks/fit_order.{ext}", ext=["json", "csv", "png", "pdf"]),
         "results/benchmarks/sparse_training_memory.json",
+    ]
+
+
+# Paper Fig. 5c (code-complexity study) --------------------------------------------------
+
+# Our package, whose files the study measures (the repository's, wherever the run's
+# working directory is).
+COMPLEXITY_PACKAGE = Path(workflow.basedir) / "src" / "scprob"
+
+
+def complexity_sources():
+    """Every file of our configured groups, absolute: the inputs of the measurement (an
+    edited model reruns it). A configured path that does not exist stops the run naming
+    it, before any job starts."""
+    settings = config["complexity"]
+    groups = {**settings["models"], "core": settings["core"]}
+    files = []
+    for group, entries in groups.items():
+        for entry in entries:
+            path = COMPLEXITY_PACKAGE / entry
+            if path.is_dir():
+                files.extend(sorted(str(p) for p in path.rglob("*.py")))
+            elif path.is_file():
+                files.append(str(path))
+            else:
+                raise WorkflowError(
+                    f"complexity group {group!r}: configured file {entry!r} does not exist "
+                    f"under {COMPLEXITY_PACKAGE}; fix the path in the config "
+                    "(complexity.models or complexity.core)."
+                )
+    return list(dict.fromkeys(files))
+
+
+def complexity_peers():
+    """The peers measured from their downloaded sdists: all with `download`, else none."""
+    return list(config["complexity"]["peers"]) if config["complexity"]["download"] else []
+
+
+def complexity_sdists():
+    """The downloaded sdists the measurement reads, in the order of complexity_peers()."""
+    peers = config["complexity"]["peers"]
+    return [f"resources/complexity/{peers[p]['sdist']}" for p in complexity_peers()]
+
+
+def complexity_sdist_pattern():
+    """The download rule's wildcard: exactly the configured sdist file names."""
+    return "|".join(re.escape(p["sdist"]) for p in config["complexity"]["peers"].values())
+
+
+def complexity_peer_of(sdist):
+    """The peer settings (package, version, sha256) of a configured sdist file name."""
+    for peer in config["complexity"]["peers"].values():
+        if peer["sdist"] == sdist:
+            return {k: peer[k] for k in ("package", "version", "sdist", "sha256")}
+    raise WorkflowError(f"no complexity peer has the sdist {sdist!r}.")
+
+
+def complexity_targets():
+    """Every final output of the code-complexity study."""
+    return [
+        "results/complexity/tables/complexity.csv",
+        "results/complexity/tables/complexity_files.csv",
+        "results/complexity/tables/claim_check.csv",
+        "results/complexity/figures/fig5c_complexity.png",
+        "results/complexity/figures/fig5c_complexity.pdf",
     ]
