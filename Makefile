@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup workflow test lint clean peer-env benchmark
+.PHONY: setup workflow test lint clean peer-env benchmark complexity
 
 setup: $(STAMP)
 
@@ -41,6 +41,12 @@ benchmark: $(STAMP) $(PEER_STAMP)
 	$(BIN)/snakemake results/benchmarks/throughput.json results/benchmarks/fit_order.json \
 		--cores $(CORES) \
 		--forcerun benchmark_throughput benchmark_fit_order --configfile config/config.yaml config/peer.yaml
+
+# The code-complexity study with the peers' sdists downloaded from PyPI and measured.
+complexity: $(STAMP)
+	$(BIN)/snakemake results/complexity/tables/complexity.csv \
+		results/complexity/figures/fig5c_complexity.png --cores $(CORES) \
+		--forcerun measure_complexity --configfile config/config.yaml config/peer.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests workflow/scripts
