@@ -161,7 +161,18 @@ def scaling_display_names():
     return {m: SCALING_DISPLAY_NAMES[m] for m in scaling_methods()}
 
 
-def scaling_per_job(pattern):
+def scaling_subsamples():
+    """The subsamples of every size, smallest first: the input of each timing job."""
+    return scaling_per_size("results/scaling/data/heart_{n_cells}.h5ad")
+
+
+def scaling_per_size(pattern):
+    """``pattern`` (with ``{n_cells}``; other wildcards in double braces) over every size,
+    smallest first."""
+    return expand(pattern, n_cells=scaling_sizes())
+
+
+def scaling_per_method_and_size(pattern):
     """``pattern`` (with ``{method}`` and ``{n_cells}``) over every method and size."""
     return expand(pattern, method=scaling_methods(), n_cells=scaling_sizes())
 

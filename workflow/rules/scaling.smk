@@ -16,6 +16,9 @@
 # a single categorical one alone, so the two categorical covariates go to bbknn (one key:
 # their combination) and Harmony (both keys).
 #
+# One timing job per method times every size, smallest first, after one warm-up: the
+# process start-up and the warm-up are paid once, not once per size.
+#
 # Timing jobs must not overlap, or they slow each other down: each takes every core the
 # run was given (threads: every_core()), so a local `snakemake --cores N` (and
 # `make workflow`) runs them one at a time, with nothing else beside them. They also claim
@@ -64,13 +67,14 @@ rule subsample_heart:
 
 rule time_scvi:
     input:
-        data="results/scaling/data/heart_{n_cells}.h5ad",
+        data=scaling_subsamples(),
     output:
-        timing="results/scaling/timings/scvi_{n_cells}.json",
-        history="results/scaling/timings/scvi_{n_cells}_training_history.csv",
-    wildcard_constraints:
-        n_cells=r"[0-9]+",
+        timings=scaling_per_size("results/scaling/timings/scvi_{n_cells}.json"),
+        histories=scaling_per_size(
+            "results/scaling/timings/scvi_{n_cells}_training_history.csv"
+        ),
     params:
+        sizes=scaling_sizes(),
         settings=config["scaling"]["scvi"],
         categorical_keys=SCALING_CATEGORICAL_KEYS,
         continuous_keys=SCALING_CONTINUOUS_KEYS,
@@ -80,9 +84,9 @@ rule time_scvi:
     resources:
         timing_slot=1,
     log:
-        "logs/scaling/time_scvi_{n_cells}.log",
+        "logs/scaling/time_scvi.log",
     benchmark:
-        "results/scaling/benchmarks/time_scvi_{n_cells}.tsv"
+        "results/scaling/benchmarks/time_scvi.tsv"
     conda:
         "../../envs/scprob.yaml"
     script:
@@ -91,13 +95,13 @@ rule time_scvi:
 
 rule time_baseline:
     input:
-        data="results/scaling/data/heart_{n_cells}.h5ad",
+        data=scaling_subsamples(),
     output:
-        timing="results/scaling/timings/{method}_{n_cells}.json",
+        timings=scaling_per_size("results/scaling/timings/{{method}}_{n_cells}.json"),
     wildcard_constraints:
         method="|".join(SCALING_BASELINES),
-        n_cells=r"[0-9]+",
     params:
+        sizes=scaling_sizes(),
         categorical_keys=SCALING_CATEGORICAL_KEYS,
         continuous_keys=SCALING_CONTINUOUS_KEYS,
         n_pcs=config["scaling"]["n_pcs"],
@@ -107,9 +111,9 @@ rule time_baseline:
     resources:
         timing_slot=1,
     log:
-        "logs/scaling/time_{method}_{n_cells}.log",
+        "logs/scaling/time_{method}.log",
     benchmark:
-        "results/scaling/benchmarks/time_{method}_{n_cells}.tsv"
+        "results/scaling/benchmarks/time_{method}.tsv"
     conda:
         "../../envs/scprob.yaml"
     script:
@@ -118,8 +122,10 @@ rule time_baseline:
 
 rule aggregate_scaling:
     input:
-        timings=scaling_per_job("results/scaling/timings/{method}_{n_cells}.json"),
-        benchmarks=scaling_per_job("results/scaling/benchmarks/time_{method}_{n_cells}.tsv"),
+        timings=scaling_per_method_and_size("results/scaling/timings/{method}_{n_cells}.json"),
+        benchmarks=expand(
+            "results/scaling/benchmarks/time_{method}.tsv", method=scaling_methods()
+        ),
     output:
         table=report(
             "results/scaling/tables/runtime.csv",

@@ -1,6 +1,6 @@
 """Rule aggregate_scaling: the table behind paper Supp. Fig. 2, one row per method and
-number of cells (``scprob.bench.scaling.runtime_table``), from each job's record (the
-timed call) and Snakemake's benchmark of the same job (the whole job); and the claim
+number of cells (``scprob.bench.scaling.runtime_table``), from each size's record (the
+timed call) and Snakemake's benchmark of each method's job (every size); and the claim
 check of the figure (``scprob.bench.scaling.scaling_claims``)."""
 
 import logging
@@ -17,7 +17,8 @@ def main(timing_paths: list[str], benchmark_paths: list[str], display_names: dic
          methods: list[str], plateau_cells: int, max_plateau_slope: float, table_path: str,
          claim_check_path: str) -> None:
     records = [read_json(path) for path in timing_paths]
-    jobs = [pd.read_csv(path, sep="\t").iloc[0].to_dict() for path in benchmark_paths]
+    jobs = {method: pd.read_csv(path, sep="\t").iloc[0].to_dict()
+            for method, path in zip(methods, benchmark_paths, strict=True)}
     table = runtime_table(records, jobs, display_names, methods)
     log.info("runtime table:\n%s", table.to_string(index=False))
     claims = scaling_claims(table, plateau_cells, max_plateau_slope)

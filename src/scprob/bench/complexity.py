@@ -282,10 +282,11 @@ def complexity_claims(table: pd.DataFrame, reimplementation_source: str,
     """The claim check of paper Fig. 5c, and ours against scvi-tools' Stereoscope.
 
     Rows: scvi-tools' Stereoscope SLOC over the original's, whole and core, at most
-    ``max_line_ratio`` (the paper's "60 % fewer lines", rounded to the nearest ten, is 0.45); its average CC below the
-    original's (the paper's "marked reduction in code complexity"); and our Stereoscope's
-    SLOC below scvi-tools' when the config measures it: else that row says it was not
-    checked, and the overall row covers the rows checked.
+    ``max_line_ratio`` (the paper's "60 % fewer lines", a figure rounded to the nearest
+    ten, is 0.45); its average CC below the original's (the paper's "marked reduction in
+    code complexity"); and our Stereoscope's SLOC below scvi-tools' when the config
+    measures it: else that row says it was not checked, and the overall row covers the
+    rows checked.
     """
     ours_key, theirs_key = "ours", "scvi_tools"
     scvi = _row(table, STEREOSCOPE, reimplementation_source)

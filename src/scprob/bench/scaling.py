@@ -1,11 +1,13 @@
 """The runtime study (paper Supp. Fig. 2): wall time, CPU time and peak memory of scVI
 and the scanpy baselines against the number of cells.
 
-Each job times one method on one subsample ``(n_cells, n_genes)`` of the simulated Heart
-Cell Atlas with 2 categorical and 10 continuous covariates. Untimed before the call:
-reading, log-normalising (baselines) or registering and building the model (scVI), and a
-warm-up run on a few hundred cells that pays the libraries' first-call costs (numba
-compilation, the likelihood kernel) outside the timing. Timed, with
+Each job times one method on every subsample ``(n_cells, n_genes)`` of the simulated
+Heart Cell Atlas with 2 categorical and 10 continuous covariates, smallest first, one
+timed call per size. Untimed before each call: reading, log-normalising (baselines) or
+registering and building the model (scVI); and once per job, before the first, a warm-up
+run on a few hundred cells that pays the libraries' first-call costs (numba compilation,
+the likelihood kernel) outside the timing. One process times every size, as a user's
+session would: a fit's speed does not depend on the fits before it in the process. Timed, with
 :func:`scprob.bench.measure.measure`: ``SCVI.train`` with the paper's settings, or the
 baseline's steps (:func:`scprob.bench.baselines.run_baseline`). A job's record holds the
 measurement, the method's settings and the machine, so the table built from the records
@@ -94,11 +96,12 @@ def scvi_max_epochs(settings: Mapping[str, Any]) -> int:
 
 def time_scvi(adata: ad.AnnData, settings: Mapping[str, Any], categorical_keys: Sequence[str],
               continuous_keys: Sequence[str], warmup_cells: int, seed: int,
-              threads: int) -> tuple[dict[str, Any], pd.DataFrame]:
+              threads: int, warm_up: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
     """``SCVI.train`` on the raw counts of ``adata`` with every covariate and the paper's
     settings: early stopping, minibatches of ``batch_size`` cells, at most
-    ``limit_train_batches`` a epoch, :func:`paper_train_size`. Returns the job's record
-    and the training history."""
+    ``limit_train_batches`` a epoch, :func:`paper_train_size`. ``warm_up``: run the
+    warm-up on ``warmup_cells`` cells first (the first size of a job). Returns the size's
+    record and the training history."""
     from scprob.data.loader import train_validation_split
     from scprob.models import SCVI
     from scprob.train import fit_entries, should_compile
@@ -126,7 +129,7 @@ def time_scvi(adata: ad.AnnData, settings: Mapping[str, Any], categorical_keys: 
                             min(n_train, settings["limit_train_batches"] * settings["batch_size"]),
                             n_validation, settings["max_epochs"])
     plan_kwargs = {"compile": should_compile("auto", paper_fit)}
-    if warmup_cells:
+    if warm_up and warmup_cells:
         warm = adata[warmup_indices(adata.obs, categorical_keys, warmup_cells)].copy()
         SCVI.setup_anndata(warm, **setup)
         warm_model = SCVI(warm, seed=seed)
@@ -186,10 +189,11 @@ def _output_size(output: np.ndarray | Representation) -> object:
 
 def time_baseline(adata: ad.AnnData, method: str, categorical_keys: Sequence[str],
                   continuous_keys: Sequence[str], n_pcs: int, warmup_cells: int, seed: int,
-                  threads: int) -> dict[str, Any]:
+                  threads: int, warm_up: bool = True) -> dict[str, Any]:
     """The baseline's steps on the log-normalised counts of ``adata`` (CSR, as a scanpy
     user holds them): regress_out of the continuous covariates, then PCA and bbknn (the
-    categorical covariates' combination) or Harmony (all of them). Returns the record."""
+    categorical covariates' combination) or Harmony (all of them). ``warm_up``: run them
+    on ``warmup_cells`` cells first (the first size of a job). Returns the size's record."""
     from scprob.data.preprocess import log_normalize
 
     log_normalized = log_normalize(adata.X)
@@ -201,7 +205,7 @@ def time_baseline(adata: ad.AnnData, method: str, categorical_keys: Sequence[str
         return _output_size(run_baseline(method, x, continuous, categorical, n_pcs=n_pcs,
                                          seed=seed))
 
-    if warmup_cells:
+    if warm_up and warmup_cells:
         rows = warmup_indices(adata.obs, categorical_keys, warmup_cells)
         _, warmup = measure(lambda: run(log_normalized[rows], continuous.iloc[rows],
                                         categorical.iloc[rows]))
@@ -230,14 +234,19 @@ def time_baseline(adata: ad.AnnData, method: str, categorical_keys: Sequence[str
 # The table ----------------------------------------------------------------------------
 
 
-def runtime_table(records: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, float]],
+def runtime_table(records: Sequence[Mapping[str, Any]], jobs: Mapping[str, Mapping[str, float]],
                   display_names: Mapping[str, str], methods: Sequence[str]) -> pd.DataFrame:
     """One row per method (in ``methods``' order) and size: the timed call from each
-    job's record, and the whole job (reading and warm-up included) from Snakemake's
-    benchmark of it (``jobs``: its ``s`` and ``max_rss`` in MiB)."""
+    size's record, and the method's whole job (every size, reading and warm-up included)
+    from Snakemake's benchmark of it (``jobs``: by method, its ``s`` and ``max_rss`` in
+    MiB)."""
+    missing = sorted({record["method"] for record in records} - set(jobs))
+    if missing:
+        raise ValueError(f"no job benchmark for the timings of {missing}.")
     rows = [{**record, "display_name": display_names[record["method"]],
-             "job_seconds": float(job["s"]), "job_max_rss_gib": float(job["max_rss"]) / 1024}
-            for record, job in zip(records, jobs, strict=True)]
+             "job_seconds": float(jobs[record["method"]]["s"]),
+             "job_max_rss_gib": float(jobs[record["method"]]["max_rss"]) / 1024}
+            for record in records]
     table = pd.DataFrame(rows).reindex(columns=RUNTIME_COLUMNS)
     table["method"] = pd.Categorical(table["method"], categories=list(methods), ordered=True)
     table = table.sort_values(["method", "n_cells"]).reset_index(drop=True)
