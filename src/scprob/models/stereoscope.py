@@ -139,7 +139,7 @@ class RNAStereoscope(BaseModel):
         with torch.no_grad():
             self.module.mean_raw.copy_(_inverse_softplus(pooled.clamp_min(1e-8)))
 
-    def train(self, max_epochs: int = 100, lr: float = 0.01, batch_size: int = 128,
+    def train(self, max_epochs: int = 100, lr: float = 0.01, batch_size: int = 1024,
               train_size: float = 1.0, **kwargs: Any) -> None:
         """Maximum likelihood on minibatches of cells (Adam). Defaults: see
         ``docs/stereoscope.md``."""

@@ -82,7 +82,7 @@ _PLATFORM_SD = 0.4  # sd of log f_g
 def simulate_hippocampus(
     n_cells: int = 4000,
     n_spots: int = 600,
-    n_genes: int = 500,
+    n_genes: int = 800,
     cells_per_spot: tuple[int, int] = (5, 15),
     seed: int = 0,
 ) -> tuple[ad.AnnData, ad.AnnData]:
