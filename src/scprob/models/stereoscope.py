@@ -28,7 +28,7 @@ parametrised and started (``docs/stereoscope.md`` has the measurements):
   step of Adam changes a proportion by the same relative amount whatever the spot's depth
   (unnormalised softplus abundances must travel thousands of units at a fixed step size);
 * ``v`` and ``β`` start at the Poisson maximum-likelihood solution of the same mean model
-  (multiplicative updates, a fraction of a second), ``β`` near 1, the noise type at a
+  (multiplicative updates), ``β`` near 1, the noise type at a
   small share, its profile at the types' average;
 * full-batch Adam (all spots each step) at ``lr = 0.05``: the per-spot parameters are
   updated every step instead of once per epoch's minibatch.
