@@ -270,7 +270,8 @@ class TrainingPlan(pl.LightningModule):
         self._place_loader(loader)
 
     def _should_compile(self, loader: Any) -> bool:
-        if not isinstance(loader, MinibatchLoader):
+        if not isinstance(loader, MinibatchLoader) or self.settings["compile"] != "auto":
+            # A fixed setting needs no sizes (and a fit without validation data has none).
             return self.settings["compile"] is True
         trainer = self.trainer
         n_batches = trainer.num_training_batches

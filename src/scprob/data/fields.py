@@ -408,6 +408,29 @@ class LabelsField(Field):
 
 
 @dataclass
+class IndexField(Field):
+    """Each cell's row number ``(n_cells,)`` int64, for modules with per-cell parameters
+    (a spot's proportions in Stereoscope) that a minibatch must look up."""
+
+    name: ClassVar[str] = "index"
+    n_obs: int = 0
+
+    def register(self, adata: AnnData, fields: dict[str, Field]) -> None:
+        self.n_obs = adata.n_obs
+
+    def extract(self, adata: AnnData, fields: dict[str, Field]) -> np.ndarray:
+        if adata.n_obs != self.n_obs:
+            raise ValueError(
+                f"this AnnData has {adata.n_obs} cells, the model has parameters for "
+                f"{self.n_obs}: a model with per-cell parameters reads its own cells only."
+            )
+        return np.arange(adata.n_obs, dtype=np.int64)
+
+    def module_inputs(self) -> dict[str, Any]:
+        return {"n_obs": self.n_obs}
+
+
+@dataclass
 class ProteinField(Field):
     """Protein counts ``(n_cells, n_proteins)`` in ``adata.obsm[obsm_key]`` (a DataFrame
     names the proteins; dense or sparse), and which proteins each batch measured:
@@ -538,11 +561,12 @@ class ProteinField(Field):
 
 # Module arguments that come from the data: n_genes from the counts, the rest from fields.
 MODULE_INPUTS = frozenset({"n_genes", "n_categories", "n_continuous", "n_labels", "n_proteins",
-                           "protein_observed"})
+                           "protein_observed", "n_obs"})
 
 FIELD_TYPES: dict[str, type[Field]] = {
     cls.__name__: cls
-    for cls in (CountsField, CategoricalField, ContinuousField, LabelsField, ProteinField)
+    for cls in (CountsField, CategoricalField, ContinuousField, LabelsField, IndexField,
+                ProteinField)
 }
 
 

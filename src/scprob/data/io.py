@@ -13,6 +13,15 @@ interchangeable).
 * ``read_h5ad_cite_seq``: the old scvi-tools h5ad layout (dense ``X``, protein counts as a
   plain array in ``obsm["protein_expression"]``, names in ``uns["protein_names"]``).
 
+Spatial deconvolution data in the spacexr (RCTD) CSV layout, into AnnData with integer
+counts as CSR float32 in ``X`` and each barcode's full-transcriptome total in
+``obs["nUMI"]``:
+
+* ``read_spacexr_reference(folder)``: ``counts.csv`` (genes × cells), ``cell_types.csv``
+  (barcode, label → ``obs["cell_type"]``), ``nUMI.csv``;
+* ``read_spacexr_spatial(folder)``: ``counts.csv`` (genes × spots), ``coords.csv``
+  (barcode, x, y → ``obsm["spatial"]`` ``(n_spots, 2)``), ``nUMI.csv``.
+
 Streamed h5ad files, for matrices too large to hold twice: ``atomic_h5ad`` opens a file
 that appears under its name only once complete, ``write_csr_rows`` appends CSR row blocks
 to ``X`` ``(n_obs, n_vars)`` float32 (int64 ``indptr``), ``write_h5ad_annotations`` adds
@@ -307,3 +316,54 @@ def read_csr_rows(
         data[indptr[first] : indptr[last]] = chunk.data
         indices[indptr[first] : indptr[last]] = chunk.indices
     return sp.csr_matrix((data, indices, indptr), shape=(rows.size, int(matrix.shape[1])))
+
+
+# ----------------------------------------------------------------- spacexr CSV folders
+
+
+def _spacexr_table(folder: Path, name: str) -> pd.DataFrame:
+    path = folder / name
+    if not path.is_file():
+        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        raise ValueError(f"{str(path)!r} is missing: a spacexr folder holds counts.csv, "
+                         f"nUMI.csv and cell_types.csv or coords.csv (found: {present}).")
+    return pd.read_csv(path, index_col=0)
+
+
+def _spacexr_counts(folder: Path, extra: str) -> tuple[ad.AnnData, pd.DataFrame]:
+    """Counts (genes × barcodes in the file) as cells × genes, and the ``extra`` table
+    (indexed by barcode), both checked to name the same barcodes."""
+    counts = _spacexr_table(folder, "counts.csv")
+    n_umi = _spacexr_table(folder, "nUMI.csv").iloc[:, 0]
+    table = _spacexr_table(folder, extra)
+    barcodes = pd.Index(counts.columns.astype(str))
+    for name, other in (("nUMI.csv", n_umi.index), (extra, table.index)):
+        other = pd.Index(other.astype(str))
+        if set(other) != set(barcodes):
+            missing = sorted(set(barcodes) - set(other))
+            raise ValueError(
+                f"{name} in {str(folder)!r} does not name the barcodes of counts.csv: "
+                f"{len(missing)} of its {len(barcodes)} barcodes are missing (e.g. "
+                f"{missing[:3]}), {len(set(other) - set(barcodes))} are extra. Use files "
+                "written together.")
+    values = counts.to_numpy().T
+    if not np.array_equal(values, np.round(values)) or (values < 0).any():
+        raise ValueError(f"counts.csv in {str(folder)!r} must hold non-negative integers.")
+    adata = ad.AnnData(_as_csr_float32(values))
+    adata.obs_names, adata.var_names = barcodes, counts.index.astype(str)
+    adata.obs["nUMI"] = n_umi.set_axis(n_umi.index.astype(str)).loc[barcodes].to_numpy()
+    return adata, table.set_axis(table.index.astype(str)).loc[barcodes]
+
+
+def read_spacexr_reference(folder: str | Path) -> ad.AnnData:
+    """A single-cell reference in spacexr's layout: cells × genes, ``obs["cell_type"]``."""
+    adata, labels = _spacexr_counts(Path(folder), "cell_types.csv")
+    adata.obs["cell_type"] = pd.Categorical(labels.iloc[:, 0].astype(str).to_numpy())
+    return adata
+
+
+def read_spacexr_spatial(folder: str | Path) -> ad.AnnData:
+    """Spatial spots in spacexr's layout: spots × genes, ``obsm["spatial"]`` (x, y)."""
+    adata, coords = _spacexr_counts(Path(folder), "coords.csv")
+    adata.obsm["spatial"] = coords[["x", "y"]].to_numpy(dtype=np.float64)
+    return adata
