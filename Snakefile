@@ -39,6 +39,7 @@ include: "workflow/rules/scaling.smk"
 include: "workflow/rules/scarches.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/complexity.smk"
+include: "workflow/rules/deconvolution.smk"
 
 
 rule all:
@@ -48,4 +49,5 @@ rule all:
         scarches_targets(),
         benchmark_targets(),
         complexity_targets(),
+        deconvolution_targets(),
     default_target: True

@@ -316,19 +316,21 @@ def test_offline_run_measures_ours_and_records_the_peers(tmp_path: Path) -> None
     run = run_snakemake(tmp_path, *TARGETS)
     assert run.returncode == 0, run.stdout[-5000:]
     table = _outputs_are_complete(tmp_path)
-    assert table["group"].tolist() == ["scVI", "totalVI", "core", "Stereoscope",
-                                       "Stereoscope", "Stereoscope core"]
-    assert table["source"].tolist() == [OURS] * 3 + ["scvi-tools 1.4.2"] + \
+    assert table["group"].tolist() == ["scVI", "totalVI", "Stereoscope", "core",
+                                       "Stereoscope", "Stereoscope", "Stereoscope core"]
+    assert table["source"].tolist() == [OURS] * 4 + ["scvi-tools 1.4.2"] + \
         ["stereoscope 0.3"] * 2
-    assert table["how"].tolist() == [MEASURED] * 3 + [RECORDED] * 3
-    assert table["sloc"].iloc[3:].tolist() == [352, 1781, 863]
-    assert (table["sloc"].iloc[:3] > 0).all() and (table["average_cc"].iloc[:3] >= 1).all()
+    assert table["how"].tolist() == [MEASURED] * 4 + [RECORDED] * 3
+    assert table["sloc"].iloc[4:].tolist() == [352, 1781, 863]
+    assert (table["sloc"].iloc[:4] > 0).all() and (table["average_cc"].iloc[:4] >= 1).all()
     per_file = pd.read_csv(tmp_path / TARGETS[1])
     assert set(per_file["source"]) == {OURS}
     assert per_file.groupby("group", sort=False)["sloc"].sum().tolist() == \
-        table["sloc"].iloc[:3].tolist()
+        table["sloc"].iloc[:4].tolist()
     claims = pd.read_csv(tmp_path / TARGETS[2])
-    assert claims["note"].iloc[3] == "not checked: no Stereoscope in complexity.models"
+    ours = claims.iloc[3]  # our Stereoscope against scvi-tools': measured, and shorter
+    assert ours["ours"] == table["sloc"].iloc[2] < ours["scvi_tools"] == 352
+    assert ours["holds"] and claims["holds"].iloc[-1]
     assert not (tmp_path / "resources").exists()  # offline: nothing downloaded
     again = run_snakemake(tmp_path, *TARGETS, "-n")
     assert "Nothing to be done" in again.stdout
@@ -354,7 +356,7 @@ def test_peer_run_downloads_and_measures_the_sdists(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-5000:]
     table = _outputs_are_complete(workdir)
     assert (table["how"] == MEASURED).all()
-    peers = table.iloc[3:]
+    peers = table[table["source"] != OURS]
     assert peers["source"].tolist() == ["fixture-reimpl 0.1", "fixture-orig 0.1",
                                         "fixture-orig 0.1"]
     assert peers["sloc"].tolist() == [17, 17, 11]

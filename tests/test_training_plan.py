@@ -72,3 +72,6 @@ def test_auto_counts_the_whole_fit_as_it_will_run(monkeypatch) -> None:
     model.train(max_epochs=2, batch_size=50, train_size=0.9, check_val_every_n_epoch=2,
                 enable_progress_bar=False)
     assert asked[-1] == 60 * (270 + 30 / 2) * 2
+    # Without validation cells there is nothing to load, and "auto" counts the training.
+    model.train(max_epochs=2, batch_size=50, train_size=1.0, enable_progress_bar=False)
+    assert asked[-1] == 60 * 300 * 2 and len(model.history) == 2

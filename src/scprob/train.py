@@ -278,10 +278,13 @@ class TrainingPlan(pl.LightningModule):
         train_cells = len(loader.indices)
         if math.isfinite(n_batches):
             train_cells = min(train_cells, int(n_batches) * loader.batch_size)
-        if trainer.val_dataloaders is None:
+        val_loop = trainer.fit_loop.epoch_loop.val_loop
+        source = getattr(val_loop, "_data_source", None)  # None where Lightning drops it
+        if trainer.val_dataloaders is None and (source is None or source.is_defined()):
             # Lightning loads the validation data when the first validation epoch comes
             # (later than this when check_val_every_n_epoch > 1); its size is needed now.
-            trainer.fit_loop.epoch_loop.val_loop.setup_data()
+            # A fit without validation cells (train_size=1) has none to load.
+            val_loop.setup_data()
         validation = trainer.val_dataloaders
         validation_cells = 0.0
         if isinstance(validation, MinibatchLoader):

@@ -187,6 +187,79 @@ def scaling_targets():
     ]
 
 
+# Paper Fig. 5 (Stereoscope deconvolution study) -----------------------------------------
+
+
+def deconvolution_run_keys():
+    """Every fit of the study, ``(rna_epochs, spatial_epochs)``: the configured RNA epochs
+    × spatial epochs, sorted."""
+    settings = config["deconvolution"]
+    return sorted(
+        (rna, spatial)
+        for rna in settings["rna_epochs"]
+        for spatial in settings["spatial_epochs"]
+    )
+
+
+def check_deconvolution_config(settings):
+    """Every claim target and the map need a configured run; a ValueError names the key."""
+    runs = {
+        (rna, spatial)
+        for rna in settings["rna_epochs"]
+        for spatial in settings["spatial_epochs"]
+    }
+    for target in settings["targets"]:
+        key = (target["rna_epochs"], target["spatial_epochs"])
+        if key not in runs:
+            raise ValueError(
+                f"deconvolution.targets asks for {key[0]} + {key[1]} epochs, which is not a "
+                "run: add them to deconvolution.rna_epochs and spatial_epochs."
+            )
+
+
+check_deconvolution_config(config["deconvolution"])
+
+
+def deconvolution_runs():
+    """The runs as ``[method, rna_epochs, spatial_epochs]``, in the order of
+    deconvolution_per_run()."""
+    return [["scprob", rna, spatial] for rna, spatial in deconvolution_run_keys()]
+
+
+def deconvolution_per_run(pattern):
+    """``pattern`` (with ``{run}``) over every run of our Stereoscope."""
+    return [
+        pattern.format(run=f"scprob_{rna}_{spatial}")
+        for rna, spatial in deconvolution_run_keys()
+    ]
+
+
+def deconvolution_map_run():
+    """The proportions the maps show: the longest run (most RNA, then spatial epochs)."""
+    rna, spatial = deconvolution_run_keys()[-1]
+    return f"results/deconvolution/proportions/scprob_{rna}_{spatial}.csv"
+
+
+def deconvolution_map_label():
+    rna, spatial = deconvolution_run_keys()[-1]
+    return f"scprob ({rna} + {spatial} epochs)"
+
+
+def deconvolution_targets():
+    """Every final output of the deconvolution study."""
+    return [
+        "results/deconvolution/tables/accuracy.csv",
+        "results/deconvolution/tables/convergence.csv",
+        "results/deconvolution/tables/claim_check.csv",
+        "results/deconvolution/figures/fig5g_proportion_maps.png",
+        "results/deconvolution/figures/fig5g_proportion_maps.pdf",
+        "results/deconvolution/figures/supp_fig5_convergence.png",
+        "results/deconvolution/figures/supp_fig5_convergence.pdf",
+        "results/deconvolution/figures/fig5_per_type_spearman.png",
+        "results/deconvolution/figures/fig5_per_type_spearman.pdf",
+    ]
+
+
 # Paper Fig. 3 (scArches label-transfer study) ------------------------------------------
 
 # totalVI fitted from scratch: the reference alone, and de novo on reference + query.

@@ -52,7 +52,7 @@ from scprob.data.fields import CategoricalField, CountsField, IndexField, Labels
 from scprob.data.loader import Batch
 from scprob.data.registry import get_registry
 from scprob.models.base import BaseModel
-from scprob.nn.distributions import log_nb
+from scprob.nn.count_kernel import EAGER, CountKernel, summed_count_log_likelihood
 from scprob.nn.module import LossOutput, cell_log_factorial
 
 NOISE = "noise"
@@ -63,9 +63,13 @@ def _inverse_softplus(y: Tensor) -> Tensor:
     return y + torch.log(-torch.expm1(-y))
 
 
-def _nb_log_likelihood(x: Tensor, total_count: Tensor, logits: Tensor) -> Tensor:
-    """``log NB(x | total_count, logits)`` without ``log x!``, summed per row ``(n,)``."""
-    return log_nb(x, total_count * logits.exp(), total_count, include_constant=False).sum(-1)
+def _nb_log_likelihood(x: Tensor, total_count: Tensor, logits: Tensor,
+                       kernel: CountKernel | None) -> Tensor:
+    """``log NB(x | total_count, logits)`` without ``log x!``, summed per row ``(n,)``: the
+    shared count kernel, at mean ``total_count · e^logits`` and inverse dispersion
+    ``total_count`` (one per matrix entry)."""
+    return summed_count_log_likelihood(x, total_count * logits.exp(), total_count,
+                                       kernel=kernel or EAGER)
 
 
 def _loss_output(loss: Tensor, ll: Tensor, batch: Batch) -> LossOutput:
@@ -90,10 +94,11 @@ class RNADeconv(nn.Module):
     def means(self) -> Tensor:
         return F.softplus(self.mean_raw)
 
-    def loss(self, batch: Batch, kl_weight: float = 1.0, kernel: Any = None) -> LossOutput:
+    def loss(self, batch: Batch, kl_weight: float = 1.0,
+             kernel: CountKernel | None = None) -> LossOutput:
         x = batch["x"]
         mean = x.sum(1, keepdim=True) * self.means.T[batch["labels"]]  # (n, n_genes)
-        ll = _nb_log_likelihood(x, mean * torch.exp(-self.logits), self.logits)
+        ll = _nb_log_likelihood(x, mean * torch.exp(-self.logits), self.logits, kernel)
         return _loss_output(-ll.mean(), ll, batch)
 
 
@@ -197,11 +202,12 @@ class SpatialDeconv(nn.Module):
     def proportions(self, index: Tensor) -> Tensor:
         return torch.softmax(self.type_logits[index], dim=-1)
 
-    def loss(self, batch: Batch, kl_weight: float = 1.0, kernel: Any = None) -> LossOutput:
+    def loss(self, batch: Batch, kl_weight: float = 1.0,
+             kernel: CountKernel | None = None) -> LossOutput:
         index = batch["index"]
         abundance = self.scale[index].exp()[:, None] * self.proportions(index)  # v, (n, K+1)
         total_count = abundance @ self.rates().T  # (n, n_genes)
-        ll = _nb_log_likelihood(batch["x"], total_count, self.logits)
+        ll = _nb_log_likelihood(batch["x"], total_count, self.logits, kernel)
         # The noise prior counts once per data set: 1/n_obs of it per spot's mean loss.
         prior = 0.5 * self.noise_raw.pow(2).sum() / self.n_obs
         return _loss_output(-ll.mean() + prior, ll, batch)

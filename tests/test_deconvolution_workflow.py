@@ -1,0 +1,125 @@
+"""The deconvolution study (paper Fig. 5, Supp. Fig. 5) end to end on the test config, and
+the scores and claims it is built from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from scprob.bench.deconvolution import (
+    accuracy_table,
+    convergence_table,
+    deconvolution_claims,
+    per_type_correlations,
+)
+from tests.conftest import TEST_CONFIG, run_snakemake
+
+SETTINGS = yaml.safe_load(TEST_CONFIG.read_text())["deconvolution"]
+TARGETS = [
+    "results/deconvolution/tables/accuracy.csv",
+    "results/deconvolution/tables/convergence.csv",
+    "results/deconvolution/tables/claim_check.csv",
+    "results/deconvolution/figures/fig5g_proportion_maps.png",
+    "results/deconvolution/figures/supp_fig5_convergence.png",
+    "results/deconvolution/figures/fig5_per_type_spearman.pdf",
+]
+
+
+def _truth(n_spots: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.dirichlet(np.ones(3), n_spots), columns=["A", "B", "C"],
+                        index=[f"s{i}" for i in range(n_spots)])
+
+
+# Scores and claims ---------------------------------------------------------------------
+
+
+def test_correlations_are_per_type_across_spots_and_match_spots_by_name() -> None:
+    truth = _truth()
+    estimated = truth.copy()
+    estimated["B"] = truth["B"] ** 3  # monotone: Spearman 1, Pearson below 1
+    estimated["C"] = truth["C"].to_numpy()[::-1]
+    shuffled = estimated.sample(frac=1.0, random_state=0)[["C", "A", "B"]]
+    scores = per_type_correlations(shuffled, truth).set_index("cell_type")
+    assert scores.loc["A"].tolist() == pytest.approx([1.0, 1.0])
+    assert scores.loc["B", "spearman"] == pytest.approx(1.0)
+    assert scores.loc["B", "pearson"] < 0.99
+    assert scores.loc["C", "spearman"] < 0.5
+
+
+def test_a_constant_type_scores_nan_and_missing_types_or_spots_are_named() -> None:
+    truth = _truth()
+    estimated = truth.assign(A=0.5)
+    assert np.isnan(per_type_correlations(estimated, truth).set_index("cell_type")
+                    .loc["A", "spearman"])
+    with pytest.raises(ValueError, match=r"lack the types \['C'\]"):
+        per_type_correlations(truth.drop(columns="C"), truth)
+    with pytest.raises(ValueError, match="lack 2 spots of the truth"):
+        per_type_correlations(truth.iloc[2:], truth)
+
+
+def test_convergence_summarises_each_run_and_claims_read_their_targets() -> None:
+    truth = _truth()
+    rng = np.random.default_rng(1)
+    noisy = (truth + rng.normal(0, 0.2, truth.shape)).clip(lower=0)
+    runs = {("ours", 10, 100): noisy, ("ours", 10, 1000): truth,
+            ("peer", 10, 1000): noisy}
+    accuracy = accuracy_table(runs, truth)
+    assert len(accuracy) == 3 * 3
+    convergence = convergence_table(accuracy, {key: 2.0 for key in runs})
+    best = convergence[(convergence["method"] == "ours")
+                       & (convergence["spatial_epochs"] == 1000)]
+    assert best["mean_spearman"].item() == pytest.approx(1.0)
+    assert (convergence["fit_seconds"] == 2.0).all()
+    claims = deconvolution_claims(convergence, "ours", [(10, 1000, 0.9), (10, 100, 0.99)],
+                                  peers=["peer"])
+    assert claims["holds"].tolist() == [True, False, True, False]
+    assert claims["criterion"].iloc[0] == "mean Spearman >= 0.9"
+    with pytest.raises(ValueError, match="no single run of ours at 10 \\+ 5 epochs"):
+        deconvolution_claims(convergence, "ours", [(10, 5, 0.5)])
+
+
+# The workflow ---------------------------------------------------------------------------
+
+
+@pytest.mark.workflow
+def test_study_runs_on_the_test_config_and_recovers_the_truth(tmp_path: Path) -> None:
+    run = run_snakemake(tmp_path, *TARGETS)
+    assert run.returncode == 0, run.stdout[-5000:]
+    for target in TARGETS:
+        data = (tmp_path / target).read_bytes()
+        assert len(data) > 100
+    assert (tmp_path / TARGETS[3]).read_bytes().startswith(b"\x89PNG")
+    runs = [(r, s) for r in SETTINGS["rna_epochs"] for s in SETTINGS["spatial_epochs"]]
+    accuracy = pd.read_csv(tmp_path / TARGETS[0])
+    assert len(accuracy) == len(runs) * 15  # 15 simulated cell types
+    convergence = pd.read_csv(tmp_path / TARGETS[1])
+    assert list(zip(convergence["rna_epochs"], convergence["spatial_epochs"],
+                    strict=True)) == sorted(runs)
+    assert (convergence["mean_spearman"] > 0.3).all()
+    assert (convergence["fit_seconds"] > 0).all()
+    claims = pd.read_csv(tmp_path / TARGETS[2])
+    assert claims["holds"].all()
+    proportions = pd.read_csv(
+        tmp_path / f"results/deconvolution/proportions/scprob_{runs[-1][0]}_{runs[-1][1]}.csv",
+        index_col="spot")
+    assert np.allclose(proportions.sum(axis=1), 1.0, atol=1e-5)
+    for log in ("simulate_hippocampus", "evaluate_deconvolution", "figures_deconvolution"):
+        assert (tmp_path / f"logs/deconvolution/{log}.log").is_file()
+
+
+@pytest.mark.workflow
+def test_a_target_without_its_run_stops_the_dry_run(tmp_path: Path) -> None:
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["deconvolution"]["targets"] = [
+        {"rna_epochs": 20, "spatial_epochs": 999, "min_mean_spearman": 0.5}]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    run = run_snakemake(tmp_path, *TARGETS, "-n", configfiles=[bad])
+    assert run.returncode != 0
+    assert ("deconvolution.targets asks for 20 + 999 epochs, which is not a run: add them "
+            "to deconvolution.rna_epochs and spatial_epochs.") in run.stdout

@@ -1,0 +1,148 @@
+# Paper Fig. 5 and Supp. Fig. 5: Stereoscope deconvolution of spatial spots into cell-type
+# proportions. A hippocampus-like single-cell reference and spots built from other cells
+# of the same simulated world (scprob.data.simulate.hippocampus), so each spot's true
+# proportions are known. The RNA model learns one NB signature per cell type; the spatial
+# model explains each spot as a mixture of them (scprob.models.stereoscope). Every run
+# (RNA epochs x spatial epochs, from config) is scored per cell type against the truth.
+
+
+rule simulate_hippocampus:
+    output:
+        reference="results/deconvolution/data/reference.h5ad",
+        spots="results/deconvolution/data/spots.h5ad",
+    params:
+        settings=config["deconvolution"]["simulate"],
+        seed=config["seed"],
+    log:
+        "logs/deconvolution/simulate_hippocampus.log",
+    benchmark:
+        "results/deconvolution/benchmarks/simulate_hippocampus.tsv"
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/simulate_hippocampus.py"
+
+
+rule train_rna_stereoscope:
+    input:
+        reference="results/deconvolution/data/reference.h5ad",
+    output:
+        model=directory("results/deconvolution/models/rna_{rna_epochs}"),
+        timing="results/deconvolution/timings/rna_{rna_epochs}.json",
+    wildcard_constraints:
+        rna_epochs=r"[0-9]+",
+    params:
+        labels_key=config["deconvolution"]["labels_key"],
+        settings=config["deconvolution"]["rna"],
+        seed=config["seed"],
+    threads: config["deconvolution"]["threads"]
+    log:
+        "logs/deconvolution/train_rna_stereoscope_{rna_epochs}.log",
+    benchmark:
+        "results/deconvolution/benchmarks/train_rna_stereoscope_{rna_epochs}.tsv"
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/train_rna_stereoscope.py"
+
+
+rule deconvolve_spots:
+    input:
+        spots="results/deconvolution/data/spots.h5ad",
+        reference="results/deconvolution/data/reference.h5ad",
+        model="results/deconvolution/models/rna_{rna_epochs}",
+        rna_timing="results/deconvolution/timings/rna_{rna_epochs}.json",
+    output:
+        proportions="results/deconvolution/proportions/scprob_{rna_epochs}_{spatial_epochs}.csv",
+        timing="results/deconvolution/timings/scprob_{rna_epochs}_{spatial_epochs}.json",
+    wildcard_constraints:
+        rna_epochs=r"[0-9]+",
+        spatial_epochs=r"[0-9]+",
+    params:
+        settings=config["deconvolution"]["spatial"],
+        seed=config["seed"],
+    threads: config["deconvolution"]["threads"]
+    log:
+        "logs/deconvolution/deconvolve_spots_{rna_epochs}_{spatial_epochs}.log",
+    benchmark:
+        "results/deconvolution/benchmarks/deconvolve_spots_{rna_epochs}_{spatial_epochs}.tsv"
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/deconvolve_spots.py"
+
+
+rule evaluate_deconvolution:
+    input:
+        spots="results/deconvolution/data/spots.h5ad",
+        proportions=deconvolution_per_run("results/deconvolution/proportions/{run}.csv"),
+        timings=deconvolution_per_run("results/deconvolution/timings/{run}.json"),
+    output:
+        accuracy=report(
+            "results/deconvolution/tables/accuracy.csv",
+            caption="../report/deconvolution_accuracy.rst",
+            category="Deconvolution (Fig. 5)",
+            labels={"panel": "Fig. 5", "figure": "per-type Spearman and Pearson"},
+        ),
+        convergence=report(
+            "results/deconvolution/tables/convergence.csv",
+            caption="../report/deconvolution_convergence.rst",
+            category="Deconvolution (Fig. 5)",
+            labels={"panel": "Supp. Fig. 5", "figure": "convergence table"},
+        ),
+        claim_check=report(
+            "results/deconvolution/tables/claim_check.csv",
+            caption="../report/deconvolution_claim_check.rst",
+            category="Deconvolution (Fig. 5)",
+            labels={"panel": "Fig. 5", "figure": "claim check"},
+        ),
+    params:
+        runs=deconvolution_runs(),
+        method="scprob",
+        targets=config["deconvolution"]["targets"],
+    log:
+        "logs/deconvolution/evaluate_deconvolution.log",
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/evaluate_deconvolution.py"
+
+
+rule figures_deconvolution:
+    input:
+        spots="results/deconvolution/data/spots.h5ad",
+        proportions=deconvolution_map_run(),
+        accuracy="results/deconvolution/tables/accuracy.csv",
+        convergence="results/deconvolution/tables/convergence.csv",
+    output:
+        maps_png=report(
+            "results/deconvolution/figures/fig5g_proportion_maps.png",
+            caption="../report/deconvolution_maps.rst",
+            category="Deconvolution (Fig. 5)",
+            labels={"panel": "Fig. 5g", "figure": "proportion maps"},
+        ),
+        maps_pdf="results/deconvolution/figures/fig5g_proportion_maps.pdf",
+        convergence_png=report(
+            "results/deconvolution/figures/supp_fig5_convergence.png",
+            caption="../report/deconvolution_convergence.rst",
+            category="Deconvolution (Fig. 5)",
+            labels={"panel": "Supp. Fig. 5", "figure": "convergence"},
+        ),
+        convergence_pdf="results/deconvolution/figures/supp_fig5_convergence.pdf",
+        per_type_png=report(
+            "results/deconvolution/figures/fig5_per_type_spearman.png",
+            caption="../report/deconvolution_accuracy.rst",
+            category="Deconvolution (Fig. 5)",
+            labels={"panel": "Fig. 5", "figure": "per-type Spearman"},
+        ),
+        per_type_pdf="results/deconvolution/figures/fig5_per_type_spearman.pdf",
+    params:
+        map_types=config["deconvolution"]["map_types"],
+        map_label=deconvolution_map_label(),
+        targets=config["deconvolution"]["targets"],
+    log:
+        "logs/deconvolution/figures_deconvolution.log",
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/figures_deconvolution.py"
