@@ -137,6 +137,21 @@ def measure_files(root: str | os.PathLike[str], entries: Iterable[str], group: s
 # Source distributions -------------------------------------------------------------------
 
 
+def _sdist_files(archive: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    """The regular files of an sdist by path relative to its single top folder
+    (``name-version/``)."""
+    return {member.name.partition("/")[2]: member
+            for member in archive.getmembers() if member.isfile()}
+
+
+def _chosen(entry: str, paths: Iterable[str]) -> list[str]:
+    """The paths an entry stands for: a folder entry (ending in ``/``) every ``.py`` file
+    below it, a file entry itself."""
+    if entry.endswith("/"):
+        return sorted(p for p in paths if p.startswith(entry) and p.endswith(".py"))
+    return [entry] if entry in paths else []
+
+
 def read_sdist_sources(sdist: str | os.PathLike[str], entries: Iterable[str], group: str
                        ) -> dict[str, str]:
     """The text of ``entries`` inside the ``.tar.gz`` ``sdist``, by path relative to its
@@ -144,18 +159,10 @@ def read_sdist_sources(sdist: str | os.PathLike[str], entries: Iterable[str], gr
     ``/``) stands for every ``.py`` file below it; a missing entry is a
     :class:`FileNotFoundError` naming it and the sdist."""
     with tarfile.open(sdist, "r:gz") as archive:
-        members = {}
-        for member in archive.getmembers():
-            if member.isfile():
-                # Paths relative to the sdist's single top folder (name-version/).
-                _, _, relative = member.name.partition("/")
-                members[relative] = member
+        members = _sdist_files(archive)
         sources: dict[str, str] = {}
         for entry in entries:
-            if entry.endswith("/"):
-                chosen = sorted(p for p in members if p.startswith(entry) and p.endswith(".py"))
-            else:
-                chosen = [entry] if entry in members else []
+            chosen = _chosen(entry, members)
             if not chosen:
                 raise FileNotFoundError(
                     f"complexity group {group!r}: {entry!r} is not in {Path(sdist).name}; "

@@ -15,6 +15,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.container import BarContainer
 from matplotlib.patches import Patch
 
 from scprob.bench.complexity import RECORDED, TABLE_COLUMNS
@@ -42,14 +44,37 @@ def _label(row: pd.Series) -> str:
     return label + "\n(recorded)" if row["how"] == RECORDED else label
 
 
-def plot_complexity(table: pd.DataFrame, path_stem: str | Path) -> list[Path]:
-    """Bar chart of SLOC and average CC per group; returns the PNG and PDF paths."""
+def _annotate_bars(ax: Axes, bars: BarContainer, values: np.ndarray, fmt: str) -> None:
+    """Each finite value above its bar."""
+    for bar, value in zip(bars, values, strict=True):
+        if np.isfinite(value):
+            ax.annotate(fmt.format(value), (bar.get_x() + bar.get_width() / 2,
+                                            bar.get_height()),
+                        ha="center", va="bottom", fontsize=7,
+                        xytext=(0, 2), textcoords="offset points")
+
+
+def _check_table(table: pd.DataFrame) -> None:
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"complexity table lacks columns {missing}; it needs "
                          f"{TABLE_COLUMNS}.")
     if table.empty:
         raise ValueError("complexity table is empty; measure some groups first.")
+
+
+def _legend_handles(table: pd.DataFrame) -> list[Patch]:
+    """One patch per source, and the hatch of recorded numbers where there are some."""
+    handles = [Patch(color=source_color(s), label=s) for s in dict.fromkeys(table["source"])]
+    if (table["how"] == RECORDED).any():
+        handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="//",
+                             label="recorded in the config"))
+    return handles
+
+
+def plot_complexity(table: pd.DataFrame, path_stem: str | Path) -> list[Path]:
+    """Bar chart of SLOC and average CC per group; returns the PNG and PDF paths."""
+    _check_table(table)
     apply_style()
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.5 * len(table)), 3.8))
     positions = np.arange(len(table))
@@ -59,20 +84,12 @@ def plot_complexity(table: pd.DataFrame, path_stem: str | Path) -> list[Path]:
         values = table[column].to_numpy(dtype=float)
         bars = ax.bar(positions, np.nan_to_num(values), color=colors, hatch=hatches,
                       edgecolor="white", linewidth=0.5)
-        for bar, value in zip(bars, values, strict=True):
-            if np.isfinite(value):
-                ax.annotate(fmt.format(value), (bar.get_x() + bar.get_width() / 2,
-                                                bar.get_height()),
-                            ha="center", va="bottom", fontsize=7,
-                            xytext=(0, 2), textcoords="offset points")
+        _annotate_bars(ax, bars, values, fmt)
         ax.set_xticks(positions, [_label(row) for _, row in table.iterrows()],
                       rotation=45, ha="right", rotation_mode="anchor")
         ax.set_ylabel(ylabel)
         ax.margins(y=0.12)
-    handles = [Patch(color=source_color(s), label=s) for s in dict.fromkeys(table["source"])]
-    if (table["how"] == RECORDED).any():
-        handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="//",
-                             label="recorded in the config"))
+    handles = _legend_handles(table)
     # Below the panels: above the bars it would hide the tallest ones.
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     fig.suptitle(TITLE)
