@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup workflow test lint clean peer-env benchmark complexity
+.PHONY: setup workflow test lint clean peer-env benchmark deconvolution complexity
 
 setup: $(STAMP)
 
@@ -25,17 +25,31 @@ workflow: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The scvi-tools 1.4.2 environment, only for the throughput benchmark's comparison
-# (scprob never imports it), and that benchmark run against it.
+# The peers' environments, only for the comparisons (scprob never imports them): scvi-tools
+# 1.4.2 (throughput benchmark, deconvolution) and the original stereoscope 0.3
+# (deconvolution).
 PEER       := .venv-peer
 PEER_STAMP := $(PEER)/.installed
+STSC       := .venv-stereoscope
+STSC_STAMP := $(STSC)/.installed
 
-peer-env: $(PEER_STAMP)
+peer-env: $(PEER_STAMP) $(STSC_STAMP)
 
 $(PEER_STAMP): envs/scvi-tools.lock
 	test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
 	$(PEER)/bin/python -m pip install --quiet --disable-pip-version-check -r envs/scvi-tools.lock
 	touch $(PEER_STAMP)
+
+$(STSC_STAMP): envs/stereoscope.lock
+	test -x $(STSC)/bin/python || $(PYTHON) -m venv $(STSC)
+	$(STSC)/bin/python -m pip install --quiet --disable-pip-version-check -r envs/stereoscope.lock
+	touch $(STSC_STAMP)
+
+# The deconvolution study with both peers on the same data and epochs.
+deconvolution: $(STAMP) $(PEER_STAMP) $(STSC_STAMP)
+	$(BIN)/snakemake results/deconvolution/tables/claim_check.csv \
+		results/deconvolution/figures/fig5g_proportion_maps.png --cores $(CORES) \
+		--configfile config/config.yaml config/peer.yaml
 
 benchmark: $(STAMP) $(PEER_STAMP)
 	$(BIN)/snakemake results/benchmarks/throughput.json results/benchmarks/fit_order.json \

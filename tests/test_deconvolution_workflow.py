@@ -123,3 +123,103 @@ def test_a_target_without_its_run_stops_the_dry_run(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert ("deconvolution.targets asks for 20 + 999 epochs, which is not a run: add them "
             "to deconvolution.rna_epochs and spatial_epochs.") in run.stdout
+
+
+# Peers, through stand-ins of their environments ------------------------------------------
+
+
+def _fake_environment(tmp_path: Path, body: str) -> Path:
+    """A folder with a ``python`` that runs ``body`` (a Python program reading sys.argv)
+    and a ``stereoscope`` command that does the same: a peer environment's stand-in."""
+    import stat
+    import sys
+
+    folder = tmp_path / "env" / "bin"
+    folder.mkdir(parents=True)
+    program = folder / "program.py"
+    program.write_text(body)
+    for name in ("python", "stereoscope"):
+        launcher = folder / name
+        launcher.write_text(f"#!/bin/sh\nexec {sys.executable} {program} \"$@\"\n")
+        launcher.chmod(launcher.stat().st_mode | stat.S_IEXEC)
+    return folder / "python"
+
+
+def _tiny_pair() -> tuple:
+    import anndata as ad
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    reference = ad.AnnData(sp.csr_matrix(rng.poisson(2.0, (30, 6)).astype(np.float32)))
+    reference.var_names = [f"g{i}" for i in range(6)]
+    reference.obs_names = [f"c{i}" for i in range(30)]
+    reference.obs["cell_type"] = pd.Categorical(rng.choice(["A", "B"], 30))
+    counts = rng.poisson(3.0, (5, 7)).astype(np.float32)
+    counts[2, :] = 0  # a spot without counts: left out, as ours does
+    spots = ad.AnnData(sp.csr_matrix(counts))
+    spots.var_names = ["g9"] + [f"g{i}" for i in range(6)]
+    spots.obs_names = [f"s{i}" for i in range(5)]
+    return reference, spots
+
+
+ORIGINAL_CLI = '''
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+args = sys.argv[1:]
+value = {args[i]: args[i + 1] for i in range(1, len(args) - 1) if args[i].startswith("-")}
+st = pd.read_csv(value["--st_cnt"], sep="\\t", index_col=0)
+sc = pd.read_csv(value["--sc_cnt"], sep="\\t", index_col=0)
+assert list(sc.columns) == list(st.columns), "genes differ"
+print("epochs", value["-sce"], value["-ste"], "lr", value["-lr"], "genes", len(st.columns))
+out = Path(value["-o"]) / "st"
+out.mkdir(parents=True)
+w = pd.DataFrame({"A": 1.0, "B": 2.0, "noise": 1.0}, index=["0&-" + s for s in st.index])
+w.to_csv(out / "W.2026.tsv", sep="\\t")
+'''
+
+
+def test_original_cli_reads_shared_genes_and_its_noise_column_is_dropped(tmp_path: Path) -> None:
+    from scprob.bench.deconvolution import run_original
+
+    python = _fake_environment(tmp_path, ORIGINAL_CLI)
+    reference, spots = _tiny_pair()
+    work = tmp_path / "work"
+    work.mkdir()
+    proportions, timing = run_original(python, reference, spots, "cell_type", 7, 11, 0.01,
+                                       1, work, timeout_s=60)
+    assert proportions.index.tolist() == ["s0", "s1", "s3", "s4"]  # empty spot s2 left out
+    assert proportions.columns.tolist() == ["A", "B"]
+    assert np.allclose(proportions["B"], 2 / 3)
+    assert timing["n_genes"] == 6 and timing["n_spots"] == 4 and timing["fit_seconds"] > 0
+    labels = pd.read_csv(work / "sc_labels.tsv", sep="\t", index_col=0)
+    assert labels["cell_type"].tolist() == reference.obs["cell_type"].astype(str).tolist()
+
+
+def test_peer_failures_and_missing_environments_are_named(tmp_path: Path) -> None:
+    from scprob.bench.deconvolution import run_original, run_scvi_tools
+
+    reference, spots = _tiny_pair()
+    with pytest.raises(FileNotFoundError, match=r"the scvi-tools interpreter .* does not "
+                       r"exist: create it with `make peer-env`"):
+        run_scvi_tools(tmp_path / "none" / "python", "peer.py", "r.h5ad", "s.h5ad",
+                       "cell_type", 1, 1, 0, 1, tmp_path, timeout_s=60)
+    python = _fake_environment(tmp_path, "import sys\nprint('bad input')\nsys.exit(3)\n")
+    with pytest.raises(RuntimeError, match=r"stereoscope 0.3 CLI failed \(exit 3\):\nbad input"):
+        run_original(python, reference, spots, "cell_type", 1, 1, 0.01, 1, tmp_path,
+                     timeout_s=60)
+
+
+def test_agreement_compares_each_peer_with_ours_at_the_same_epochs() -> None:
+    from scprob.bench.deconvolution import agreement_table
+
+    truth = _truth()
+    runs = {("scprob", 10, 100): truth, ("peer", 10, 100): truth.iloc[3:] ** 2,
+            ("other", 10, 100): truth}
+    agreement = agreement_table(runs, "scprob", ["peer"])
+    assert agreement["method"].unique().tolist() == ["peer"]
+    assert (agreement["n_spots"] == len(truth) - 3).all()
+    assert agreement["spearman"].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert agreement_table(runs, "scprob", []).empty

@@ -220,29 +220,64 @@ def check_deconvolution_config(settings):
 check_deconvolution_config(config["deconvolution"])
 
 
+# The peers the study can run (scprob.bench.deconvolution.PEERS).
+DECONVOLUTION_PEERS = ["scvi_tools", "stereoscope"]
+
+
+def deconvolution_methods():
+    """Ours, then the configured peers: the method part of each run's file names."""
+    return ["scprob", *config["deconvolution"]["peers"]]
+
+
 def deconvolution_runs():
     """The runs as ``[method, rna_epochs, spatial_epochs]``, in the order of
-    deconvolution_per_run()."""
-    return [["scprob", rna, spatial] for rna, spatial in deconvolution_run_keys()]
-
-
-def deconvolution_per_run(pattern):
-    """``pattern`` (with ``{run}``) over every run of our Stereoscope."""
+    deconvolution_per_run(): every method at every RNA x spatial epochs."""
     return [
-        pattern.format(run=f"scprob_{rna}_{spatial}")
+        [method, rna, spatial]
+        for method in deconvolution_methods()
         for rna, spatial in deconvolution_run_keys()
     ]
 
 
-def deconvolution_map_run():
-    """The proportions the maps show: the longest run (most RNA, then spatial epochs)."""
-    rna, spatial = deconvolution_run_keys()[-1]
-    return f"results/deconvolution/proportions/scprob_{rna}_{spatial}.csv"
+def deconvolution_per_run(pattern):
+    """``pattern`` (with ``{run}``) over every run of every method."""
+    return [
+        pattern.format(run=f"{method}_{rna}_{spatial}")
+        for method, rna, spatial in deconvolution_runs()
+    ]
 
 
-def deconvolution_map_label():
+def deconvolution_peer_settings():
+    """What a peer run needs: the interpreters (relative paths read from the repository
+    root), the scvi-tools peer script, the labels key, the learning rate and a timeout."""
+    settings = config["deconvolution"]
+    repository = Path(workflow.basedir)
+    return {
+        "python": {
+            peer: str(repository / path) for peer, path in settings["peer_python"].items()
+        },
+        "script": str(
+            repository / "workflow" / "scripts" / "peer_scvi_tools_stereoscope.py"
+        ),
+        "labels_key": settings["labels_key"],
+        "lr": settings["rna"]["lr"],
+        "timeout_s": settings["peer_timeout_s"],
+    }
+
+
+def deconvolution_map_runs():
+    """The proportions the maps show: every method's longest run (most RNA, then spatial
+    epochs), ours first."""
     rna, spatial = deconvolution_run_keys()[-1]
-    return f"scprob ({rna} + {spatial} epochs)"
+    return [
+        f"results/deconvolution/proportions/{method}_{rna}_{spatial}.csv"
+        for method in deconvolution_methods()
+    ]
+
+
+def deconvolution_map_labels():
+    rna, spatial = deconvolution_run_keys()[-1]
+    return [f"{method} ({rna} + {spatial} epochs)" for method in deconvolution_methods()]
 
 
 def deconvolution_targets():
@@ -250,6 +285,7 @@ def deconvolution_targets():
     return [
         "results/deconvolution/tables/accuracy.csv",
         "results/deconvolution/tables/convergence.csv",
+        "results/deconvolution/tables/agreement.csv",
         "results/deconvolution/tables/claim_check.csv",
         "results/deconvolution/figures/fig5g_proportion_maps.png",
         "results/deconvolution/figures/fig5g_proportion_maps.pdf",

@@ -72,6 +72,35 @@ rule deconvolve_spots:
         "../scripts/deconvolve_spots.py"
 
 
+# A peer's Stereoscope on the same data and epochs, in its own environment (`make
+# peer-env`): scvi-tools 1.4.2 (.venv-peer, workflow/scripts/peer_scvi_tools_stereoscope.py)
+# or the original stereoscope 0.3 CLI (.venv-stereoscope, envs/stereoscope.lock). Runs only
+# for the peers listed in deconvolution.peers (config/peer.yaml lists both).
+rule deconvolve_spots_peer:
+    input:
+        spots="results/deconvolution/data/spots.h5ad",
+        reference="results/deconvolution/data/reference.h5ad",
+    output:
+        proportions="results/deconvolution/proportions/{peer}_{rna_epochs}_{spatial_epochs}.csv",
+        timing="results/deconvolution/timings/{peer}_{rna_epochs}_{spatial_epochs}.json",
+    wildcard_constraints:
+        peer="|".join(DECONVOLUTION_PEERS),
+        rna_epochs=r"[0-9]+",
+        spatial_epochs=r"[0-9]+",
+    params:
+        settings=deconvolution_peer_settings(),
+        seed=config["seed"],
+    threads: config["deconvolution"]["threads"]
+    log:
+        "logs/deconvolution/deconvolve_spots_{peer}_{rna_epochs}_{spatial_epochs}.log",
+    benchmark:
+        "results/deconvolution/benchmarks/deconvolve_spots_{peer}_{rna_epochs}_{spatial_epochs}.tsv"
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/deconvolve_spots_peer.py"
+
+
 rule evaluate_deconvolution:
     input:
         spots="results/deconvolution/data/spots.h5ad",
@@ -90,6 +119,12 @@ rule evaluate_deconvolution:
             category="Deconvolution (Fig. 5)",
             labels={"panel": "Supp. Fig. 5", "figure": "convergence table"},
         ),
+        agreement=report(
+            "results/deconvolution/tables/agreement.csv",
+            caption="../report/deconvolution_agreement.rst",
+            category="Deconvolution (Fig. 5)",
+            labels={"panel": "Supp. Fig. 5", "figure": "agreement with the peers"},
+        ),
         claim_check=report(
             "results/deconvolution/tables/claim_check.csv",
             caption="../report/deconvolution_claim_check.rst",
@@ -99,6 +134,7 @@ rule evaluate_deconvolution:
     params:
         runs=deconvolution_runs(),
         method="scprob",
+        peers=config["deconvolution"]["peers"],
         targets=config["deconvolution"]["targets"],
     log:
         "logs/deconvolution/evaluate_deconvolution.log",
@@ -111,7 +147,7 @@ rule evaluate_deconvolution:
 rule figures_deconvolution:
     input:
         spots="results/deconvolution/data/spots.h5ad",
-        proportions=deconvolution_map_run(),
+        proportions=deconvolution_map_runs(),
         accuracy="results/deconvolution/tables/accuracy.csv",
         convergence="results/deconvolution/tables/convergence.csv",
     output:
@@ -138,7 +174,7 @@ rule figures_deconvolution:
         per_type_pdf="results/deconvolution/figures/fig5_per_type_spearman.pdf",
     params:
         map_types=config["deconvolution"]["map_types"],
-        map_label=deconvolution_map_label(),
+        map_labels=deconvolution_map_labels(),
         targets=config["deconvolution"]["targets"],
     log:
         "logs/deconvolution/figures_deconvolution.log",

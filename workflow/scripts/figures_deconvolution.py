@@ -1,6 +1,7 @@
-"""Rule figures_deconvolution: paper Fig. 5g-style proportion maps (truth beside ours on
-the spot layout), the convergence panel (mean per-type Spearman against the spatial
-epochs) and each type's Spearman per run (``scprob.bench.deconvolution``)."""
+"""Rule figures_deconvolution: paper Fig. 5g-style proportion maps (the truth beside ours,
+and beside each configured peer, on the spot layout), the convergence panel (mean per-type
+Spearman against the spatial epochs) and each type's Spearman per run
+(``scprob.bench.deconvolution``)."""
 
 import logging
 from pathlib import Path
@@ -20,18 +21,19 @@ from scprob.bench.deconvolution import (
 log = logging.getLogger(snakemake.rule)
 
 
-def main(spots_path: str, proportions_path: str, accuracy_path: str, convergence_path: str,
-         map_types: list[str], map_label: str, targets: list[dict[str, Any]],
-         outputs: Any) -> None:
+def main(spots_path: str, proportion_paths: list[str], accuracy_path: str,
+         convergence_path: str, map_types: list[str], map_labels: list[str],
+         targets: list[dict[str, Any]], outputs: Any) -> None:
     spots = read_h5ad_input(spots_path)
     truth = true_proportions(spots)
     unknown = sorted(set(map_types) - set(truth.columns))
     if unknown:
         raise ValueError(f"deconvolution.map_types names types the data lack: {unknown}; "
                          f"choose among {list(truth.columns)}.")
-    estimated = pd.read_csv(proportions_path, index_col="spot")
+    estimates = {label: pd.read_csv(path, index_col="spot")
+                 for label, path in zip(map_labels, proportion_paths, strict=True)}
     written = plot_proportion_maps(
-        np.asarray(spots.obsm["spatial"]), truth, {map_label: estimated}, map_types,
+        np.asarray(spots.obsm["spatial"]), truth, estimates, map_types,
         Path(outputs.maps_png).with_suffix(""),
         "Fig. 5g — cell-type proportions on the spot layout (simulated hippocampus)")
     written += plot_convergence(
@@ -47,11 +49,11 @@ def main(spots_path: str, proportions_path: str, accuracy_path: str, convergence
 with logged_to(snakemake.log[0]):
     main(
         spots_path=snakemake.input.spots,
-        proportions_path=snakemake.input.proportions,
+        proportion_paths=list(snakemake.input.proportions),
         accuracy_path=snakemake.input.accuracy,
         convergence_path=snakemake.input.convergence,
         map_types=list(snakemake.params.map_types),
-        map_label=snakemake.params.map_label,
+        map_labels=list(snakemake.params.map_labels),
         targets=list(snakemake.params.targets),
         outputs=snakemake.output,
     )

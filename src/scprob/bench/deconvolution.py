@@ -9,7 +9,11 @@ the number the convergence panel plots against the spatial epochs.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,9 @@ log = logging.getLogger(__name__)
 RUN_KEYS = ["method", "rna_epochs", "spatial_epochs"]
 OURS = "scprob"
 TRUTH_KEY = "true_proportions"
+# The peers the study can run, each in its own environment: scvi-tools' Stereoscope
+# through workflow/scripts/peer_scvi_tools_stereoscope.py, and the original's CLI.
+PEERS = ("scvi_tools", "stereoscope")
 
 
 def fit_signatures(reference: ad.AnnData, labels_key: str, epochs: int,
@@ -67,6 +74,107 @@ def deconvolve(spots: ad.AnnData, rna_model: RNAStereoscope, epochs: int,
                                      "spatial_cpu_seconds": timing.cpu_seconds,
                                      "n_spots": model.adata.n_obs,
                                      "n_genes": model.adata.n_vars}
+
+
+# Peers ---------------------------------------------------------------------------------
+
+
+def _require(python: str | os.PathLike[str], peer: str, fix: str) -> Path:
+    python = Path(python)
+    if not python.exists():
+        raise FileNotFoundError(
+            f"the {peer} interpreter {python} does not exist: {fix}, or leave {peer} out of "
+            "deconvolution.peers.")
+    return python
+
+
+def _run_logged(command: list[str], timeout_s: int, env: Mapping[str, str], what: str
+                ) -> float:
+    """Run ``command``; its output goes to the log (the tail, for long progress output).
+    Returns its wall seconds; a failure raises naming ``what`` with the output's tail."""
+    start = time.perf_counter()
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout_s, env={**os.environ, **env})
+    seconds = time.perf_counter() - start
+    lines = done.stdout.replace("\r", "\n").splitlines()
+    log.info("%s output (last 200 of %d lines):\n%s", what, len(lines),
+             "\n".join(lines[-200:]))
+    if done.returncode != 0:
+        tail = "\n".join(lines[-30:])
+        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{tail}")
+    return seconds
+
+
+def run_scvi_tools(python: str | os.PathLike[str], script: str | os.PathLike[str],
+                   reference_path: str, spots_path: str, labels_key: str, rna_epochs: int,
+                   spatial_epochs: int, seed: int, threads: int, work_dir: Path,
+                   timeout_s: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """scvi-tools' Stereoscope on the same files, in its own environment (its defaults:
+    lr 0.01, minibatches of 128): the proportions and the fits' timing."""
+    python = _require(python, "scvi-tools", "create it with `make peer-env`")
+    proportions, timing = work_dir / "proportions.csv", work_dir / "timing.json"
+    command = [str(python), str(script), "--reference", reference_path, "--spots", spots_path,
+               "--labels-key", labels_key, "--rna-epochs", str(rna_epochs),
+               "--spatial-epochs", str(spatial_epochs), "--seed", str(seed),
+               "--threads", str(threads), "--proportions", str(proportions),
+               "--timing", str(timing)]
+    _run_logged(command, timeout_s, {"OMP_NUM_THREADS": str(threads)},
+                "scvi-tools' Stereoscope")
+    record = json.loads(timing.read_text())
+    return pd.read_csv(proportions, index_col="spot"), record
+
+
+def run_original(python: str | os.PathLike[str], reference: ad.AnnData, spots: ad.AnnData,
+                 labels_key: str, rna_epochs: int, spatial_epochs: int, lr: float,
+                 threads: int, work_dir: Path, timeout_s: int
+                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The original stereoscope 0.3 CLI (``stereoscope run``) on the same data, written as
+    its TSV inputs (cells × genes, spots × genes, labels) over the shared genes, full
+    batch and the given learning rate, its noise type dropped as ours is: the proportions
+    and the whole command's wall time (both fits, reading and writing included)."""
+    python = _require(python, "stereoscope 0.3",
+                      "create it with `make peer-env` (envs/stereoscope.lock)")
+    shared = reference.var_names.intersection(spots.var_names)
+    counts = spots[:, shared].X
+    kept = np.asarray(counts.sum(1)).ravel() > 0
+    paths = {name: work_dir / f"{name}.tsv" for name in ("sc_counts", "sc_labels", "st")}
+    _dense_frame(reference[:, shared]).to_csv(paths["sc_counts"], sep="\t")
+    reference.obs[[labels_key]].astype(str).to_csv(paths["sc_labels"], sep="\t")
+    _dense_frame(spots[kept][:, shared]).to_csv(paths["st"], sep="\t")
+    out = work_dir / "out"
+    command = [str(python.parent / "stereoscope"), "run", "--sc_cnt", str(paths["sc_counts"]),
+               "--sc_labels", str(paths["sc_labels"]), "-lcn", labels_key,
+               "--st_cnt", str(paths["st"]), "-sce", str(rna_epochs), "-ste",
+               str(spatial_epochs), "-lr", str(lr), "-o", str(out)]
+    seconds = _run_logged(command, timeout_s, {"OMP_NUM_THREADS": str(threads)},
+                          "stereoscope 0.3 CLI")
+    found = sorted(out.rglob("W.*.tsv"))
+    if len(found) != 1:
+        raise RuntimeError(f"the stereoscope CLI wrote {len(found)} proportion files "
+                           f"(W.*.tsv) under {out}, expected one.")
+    proportions = pd.read_csv(found[0], sep="\t", index_col=0)
+    proportions = proportions.drop(columns=[c for c in proportions.columns
+                                            if c.lower() == "noise"])
+    proportions = proportions.div(proportions.sum(axis=1), axis=0)
+    proportions.index = proportions.index.astype(str).str.replace(r"^\d+&-", "", regex=True)
+    proportions.index.name = "spot"
+    return proportions, {"method": "stereoscope 0.3", "rna_epochs": rna_epochs,
+                         "spatial_epochs": spatial_epochs, "fit_seconds": seconds,
+                         "n_spots": int(kept.sum()), "n_genes": len(shared),
+                         "threads": threads}
+
+
+def fit_seconds(timing: Mapping[str, Any]) -> float:
+    """A run's fit time: both fits' (ours, scvi-tools), or the whole command's where only
+    that is known (the original's CLI)."""
+    if "fit_seconds" in timing:
+        return float(timing["fit_seconds"])
+    return float(timing["rna_seconds"]) + float(timing["spatial_seconds"])
+
+
+def _dense_frame(adata: ad.AnnData) -> pd.DataFrame:
+    x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    return pd.DataFrame(x.astype(np.int64), index=adata.obs_names, columns=adata.var_names)
 
 
 def true_proportions(spots: ad.AnnData) -> pd.DataFrame:
@@ -112,6 +220,25 @@ def accuracy_table(runs: Mapping[tuple[str, int, int], pd.DataFrame],
         for (method, rna_epochs, spatial_epochs), proportions in sorted(runs.items())]
     table = pd.concat(parts, ignore_index=True)
     return table[[*RUN_KEYS, "cell_type", "spearman", "pearson"]]
+
+
+def agreement_table(runs: Mapping[tuple[str, int, int], pd.DataFrame], method: str,
+                    peers: Sequence[str]) -> pd.DataFrame:
+    """Paper Supp. Fig. 5: how closely each peer's proportions follow ``method``'s at the
+    same epochs, per type across the spots both kept (Spearman and Pearson); one row per
+    peer run and type (no rows without peers)."""
+    parts = []
+    for (peer, rna, spatial), theirs in sorted(runs.items()):
+        if peer not in peers:
+            continue
+        ours = runs[(method, rna, spatial)]
+        spots = ours.index.intersection(theirs.index)
+        parts.append(per_type_correlations(theirs.loc[spots], ours.loc[spots]).assign(
+            method=peer, rna_epochs=rna, spatial_epochs=spatial, n_spots=len(spots)))
+    columns = [*RUN_KEYS, "cell_type", "spearman", "pearson", "n_spots"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def convergence_table(accuracy: pd.DataFrame,
@@ -184,7 +311,7 @@ def plot_proportion_maps(coordinates: np.ndarray, truth: pd.DataFrame,
         for col, (name, frame) in enumerate(columns.items()):
             ax = axes[row, col]
             points = ax.scatter(coordinates[:, 0], coordinates[:, 1], s=9, marker="h",
-                                c=frame.loc[truth.index, cell_type].to_numpy(), vmin=0,
+                                c=frame.reindex(truth.index)[cell_type].to_numpy(), vmin=0,
                                 vmax=top, cmap="viridis", linewidths=0)
             ax.set_aspect("equal")
             ax.set_xticks([])
