@@ -353,20 +353,29 @@ def plot_convergence(convergence: pd.DataFrame, path_stem: str | Path, title: st
 
 
 def plot_per_type(accuracy: pd.DataFrame, path_stem: str | Path, title: str) -> list[Path]:
-    """Spearman of each cell type (rows) for each run (one marker per run)."""
+    """Spearman of each cell type (rows, sorted by the first method's score) for each
+    method's longest run (most RNA, then spatial epochs), one marker per method."""
     apply_style()
-    types = (accuracy.groupby("cell_type")["spearman"].mean().sort_values().index.tolist())
-    fig, ax = plt.subplots(figsize=(5.2, 0.26 * len(types) + 1.2))
-    runs = accuracy.groupby(RUN_KEYS, sort=True)
-    for i, ((method, rna, spatial), run) in enumerate(runs):
-        by_type = run.set_index("cell_type").loc[types, "spearman"]
-        ax.plot(by_type.to_numpy(), np.arange(len(types)) + 0.12 * (i - runs.ngroups / 2),
-                "o", markersize=3.5, color=method_color(str(method)),
-                alpha=0.35 + 0.65 * (i + 1) / runs.ngroups,
-                label=f"{method}, {rna} + {spatial} epochs")
+    longest = (accuracy.sort_values(["rna_epochs", "spatial_epochs"])
+               .groupby("method", sort=False)[["rna_epochs", "spatial_epochs"]].last())
+    methods = list(dict.fromkeys(accuracy["method"]))
+    first = accuracy[(accuracy["method"] == methods[0])
+                     & (accuracy["rna_epochs"] == longest.loc[methods[0], "rna_epochs"])
+                     & (accuracy["spatial_epochs"] == longest.loc[methods[0], "spatial_epochs"])]
+    types = first.sort_values("spearman")["cell_type"].tolist()
+    fig, ax = plt.subplots(figsize=(5.2, 0.26 * len(types) + 1.6))
+    for i, method in enumerate(methods):
+        rna, spatial = longest.loc[method]
+        run = accuracy[(accuracy["method"] == method) & (accuracy["rna_epochs"] == rna)
+                       & (accuracy["spatial_epochs"] == spatial)]
+        by_type = run.set_index("cell_type").reindex(types)["spearman"]
+        offset = 0.25 * (i - (len(methods) - 1) / 2) / max(len(methods) - 1, 1)
+        ax.plot(by_type.to_numpy(), np.arange(len(types)) + offset, "o", markersize=4,
+                color=method_color(str(method)), label=f"{method}, {rna} + {spatial} epochs")
     ax.set_yticks(np.arange(len(types)), types)
     ax.set_xlabel("Spearman correlation with the true proportion (across spots)")
     ax.set_xlim(min(0.0, float(accuracy["spearman"].min()) - 0.05), 1.0)
-    ax.legend(loc="lower left", fontsize=6)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.0 / len(types)),
+              ncols=1)
     ax.set_title(title)
     return save_figure(fig, path_stem)
