@@ -16,7 +16,7 @@ from scprob.bench.deconvolution import (
     deconvolution_claims,
     per_type_correlations,
 )
-from tests.conftest import TEST_CONFIG, run_snakemake
+from tests.conftest import SHARED_DATA, TEST_CONFIG, run_snakemake
 
 SETTINGS = yaml.safe_load(TEST_CONFIG.read_text())["deconvolution"]
 TARGETS = [
@@ -105,11 +105,39 @@ def test_study_runs_on_the_test_config_and_recovers_the_truth(tmp_path: Path) ->
     claims = pd.read_csv(tmp_path / TARGETS[2])
     assert claims["holds"].all()
     proportions = pd.read_csv(
-        tmp_path / f"results/deconvolution/proportions/scprob_{runs[-1][0]}_{runs[-1][1]}.csv",
+        tmp_path / "results/deconvolution/proportions/simulated"
+        / f"scprob_{runs[-1][0]}_{runs[-1][1]}.csv",
         index_col="spot")
     assert np.allclose(proportions.sum(axis=1), 1.0, atol=1e-5)
     for log in ("simulate_hippocampus", "evaluate_deconvolution", "figures_deconvolution"):
         assert (tmp_path / f"logs/deconvolution/{log}.log").is_file()
+    assert not (tmp_path / "results/deconvolution/data/real").exists()  # real: null
+
+
+SPACEXR = SHARED_DATA / "visium_hippocampus_spacexr"
+
+
+@pytest.mark.workflow
+@pytest.mark.skipif(not SPACEXR.is_dir(), reason="the shared spacexr pair is not here")
+def test_real_pair_is_read_fitted_and_mapped(tmp_path: Path) -> None:
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["deconvolution"]["real"] = {"folder": str(SPACEXR), "rna_epochs": 20,
+                                       "spatial_epochs": 100, "map_types": ["CA1", "Denate"]}
+    configfile = tmp_path / "real.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    targets = ["results/deconvolution/figures/fig5g_real_proportion_maps.png",
+               "results/deconvolution/tables/real_agreement.csv"]
+    run = run_snakemake(tmp_path, *targets, configfiles=[configfile])
+    assert run.returncode == 0, run.stdout[-5000:]
+    assert (tmp_path / targets[0]).read_bytes().startswith(b"\x89PNG")
+    proportions = pd.read_csv(
+        tmp_path / "results/deconvolution/proportions/real/scprob_20_100.csv", index_col="spot")
+    assert proportions.shape == (313, 17)  # every spot has counts over the 124 shared genes
+    assert np.allclose(proportions.sum(axis=1), 1.0, atol=1e-5)
+    # Spots dominated by CA1 lie in one region: proportions carry spatial structure.
+    assert proportions["CA1"].max() > 0.3
+    agreement = pd.read_csv(tmp_path / targets[1])
+    assert agreement.empty  # no peer configured in the tests
 
 
 @pytest.mark.workflow

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 
 def every_core():
@@ -220,8 +221,68 @@ def check_deconvolution_config(settings):
 check_deconvolution_config(config["deconvolution"])
 
 
-# The peers the study can run (scprob.bench.deconvolution.PEERS).
+# The peers the study can run (scprob.bench.deconvolution.PEERS), and the data sets.
 DECONVOLUTION_PEERS = ["scvi_tools", "stereoscope"]
+DECONVOLUTION_DATASETS = "simulated|real"
+# The real pair's files in spacexr's layout, relative to deconvolution.real.folder.
+SPACEXR_FILES = {
+    "reference_counts": "Reference/Visium_Ref/counts.csv",
+    "reference_labels": "Reference/Visium_Ref/cell_types.csv",
+    "reference_umi": "Reference/Visium_Ref/nUMI.csv",
+    "spatial_counts": "SpatialRNA/VisiumVignette/counts.csv",
+    "spatial_coords": "SpatialRNA/VisiumVignette/coords.csv",
+    "spatial_umi": "SpatialRNA/VisiumVignette/nUMI.csv",
+}
+
+
+def deconvolution_real_enabled():
+    """Whether the real panel runs: deconvolution.real is set and its folder exists (a
+    missing folder skips the panel with a warning naming it)."""
+    real = config["deconvolution"]["real"]
+    if real is None:
+        return False
+    folder = Path(workflow.basedir) / real["folder"]
+    if not folder.is_dir():
+        logger.warning(
+            f"deconvolution.real.folder {folder} does not exist: the real-data panel is "
+            "skipped (../shared/data/README.md says where the pair comes from; set "
+            "deconvolution.real: null to silence this)."
+        )
+        return False
+    return True
+
+
+DECONVOLUTION_REAL = deconvolution_real_enabled()
+
+
+def deconvolution_real_setting(key):
+    """A key of deconvolution.real (None when the real panel does not run)."""
+    return config["deconvolution"]["real"][key] if DECONVOLUTION_REAL else None
+
+
+def deconvolution_real_inputs(wildcards):
+    """The real pair's files, under deconvolution.real.folder (relative: to the
+    repository root)."""
+    folder = Path(workflow.basedir) / deconvolution_real_setting("folder")
+    return {name: str(folder / path) for name, path in SPACEXR_FILES.items()}
+
+
+def deconvolution_real_runs():
+    """Every method's proportions of the real spots at deconvolution.real's epochs."""
+    if not DECONVOLUTION_REAL:
+        return []
+    rna, spatial = (deconvolution_real_setting(k) for k in ("rna_epochs", "spatial_epochs"))
+    return [
+        f"results/deconvolution/proportions/real/{method}_{rna}_{spatial}.csv"
+        for method in deconvolution_methods()
+    ]
+
+
+def deconvolution_real_labels():
+    if not DECONVOLUTION_REAL:
+        return []
+    rna, spatial = (deconvolution_real_setting(k) for k in ("rna_epochs", "spatial_epochs"))
+    return [f"{method} ({rna} + {spatial} epochs)" for method in deconvolution_methods()]
 
 
 def deconvolution_methods():
@@ -270,7 +331,7 @@ def deconvolution_map_runs():
     epochs), ours first."""
     rna, spatial = deconvolution_run_keys()[-1]
     return [
-        f"results/deconvolution/proportions/{method}_{rna}_{spatial}.csv"
+        f"results/deconvolution/proportions/simulated/{method}_{rna}_{spatial}.csv"
         for method in deconvolution_methods()
     ]
 
@@ -293,7 +354,15 @@ def deconvolution_targets():
         "results/deconvolution/figures/supp_fig5_convergence.pdf",
         "results/deconvolution/figures/fig5_per_type_spearman.png",
         "results/deconvolution/figures/fig5_per_type_spearman.pdf",
-    ]
+    ] + (
+        []
+        if not DECONVOLUTION_REAL
+        else [
+            "results/deconvolution/figures/fig5g_real_proportion_maps.png",
+            "results/deconvolution/figures/fig5g_real_proportion_maps.pdf",
+            "results/deconvolution/tables/real_agreement.csv",
+        ]
+    )
 
 
 # Paper Fig. 3 (scArches label-transfer study) ------------------------------------------

@@ -1,15 +1,19 @@
 # Paper Fig. 5 and Supp. Fig. 5: Stereoscope deconvolution of spatial spots into cell-type
-# proportions. A hippocampus-like single-cell reference and spots built from other cells
-# of the same simulated world (scprob.data.simulate.hippocampus), so each spot's true
-# proportions are known. The RNA model learns one NB signature per cell type; the spatial
-# model explains each spot as a mixture of them (scprob.models.stereoscope). Every run
-# (RNA epochs x spatial epochs, from config) is scored per cell type against the truth.
+# proportions. Data sets (the {dataset} wildcard): "simulated", a hippocampus-like
+# single-cell reference and spots built from other cells of the same simulated world
+# (scprob.data.simulate.hippocampus), so each spot's true proportions are known; and
+# "real", a Visium hippocampus section with a labelled reference in spacexr's layout
+# (deconvolution.real, when configured). The RNA model learns one NB signature per cell
+# type; the spatial model explains each spot as a mixture of them
+# (scprob.models.stereoscope). Every simulated run (RNA epochs x spatial epochs, from
+# config) is scored per cell type against the truth; the real runs are mapped and compared
+# with the peers.
 
 
 rule simulate_hippocampus:
     output:
-        reference="results/deconvolution/data/reference.h5ad",
-        spots="results/deconvolution/data/spots.h5ad",
+        reference="results/deconvolution/data/simulated/reference.h5ad",
+        spots="results/deconvolution/data/simulated/spots.h5ad",
     params:
         settings=config["deconvolution"]["simulate"],
         seed=config["seed"],
@@ -25,11 +29,12 @@ rule simulate_hippocampus:
 
 rule train_rna_stereoscope:
     input:
-        reference="results/deconvolution/data/reference.h5ad",
+        reference="results/deconvolution/data/{dataset}/reference.h5ad",
     output:
-        model=directory("results/deconvolution/models/rna_{rna_epochs}"),
-        timing="results/deconvolution/timings/rna_{rna_epochs}.json",
+        model=directory("results/deconvolution/models/{dataset}/rna_{rna_epochs}"),
+        timing="results/deconvolution/timings/{dataset}/rna_{rna_epochs}.json",
     wildcard_constraints:
+        dataset=DECONVOLUTION_DATASETS,
         rna_epochs=r"[0-9]+",
     params:
         labels_key=config["deconvolution"]["labels_key"],
@@ -37,9 +42,9 @@ rule train_rna_stereoscope:
         seed=config["seed"],
     threads: config["deconvolution"]["threads"]
     log:
-        "logs/deconvolution/train_rna_stereoscope_{rna_epochs}.log",
+        "logs/deconvolution/{dataset}/train_rna_stereoscope_{rna_epochs}.log",
     benchmark:
-        "results/deconvolution/benchmarks/train_rna_stereoscope_{rna_epochs}.tsv"
+        "results/deconvolution/benchmarks/{dataset}/train_rna_stereoscope_{rna_epochs}.tsv"
     conda:
         "../../envs/scprob.yaml"
     script:
@@ -48,14 +53,17 @@ rule train_rna_stereoscope:
 
 rule deconvolve_spots:
     input:
-        spots="results/deconvolution/data/spots.h5ad",
-        reference="results/deconvolution/data/reference.h5ad",
-        model="results/deconvolution/models/rna_{rna_epochs}",
-        rna_timing="results/deconvolution/timings/rna_{rna_epochs}.json",
+        spots="results/deconvolution/data/{dataset}/spots.h5ad",
+        reference="results/deconvolution/data/{dataset}/reference.h5ad",
+        model="results/deconvolution/models/{dataset}/rna_{rna_epochs}",
+        rna_timing="results/deconvolution/timings/{dataset}/rna_{rna_epochs}.json",
     output:
-        proportions="results/deconvolution/proportions/scprob_{rna_epochs}_{spatial_epochs}.csv",
-        timing="results/deconvolution/timings/scprob_{rna_epochs}_{spatial_epochs}.json",
+        proportions=(
+            "results/deconvolution/proportions/{dataset}/scprob_{rna_epochs}_{spatial_epochs}.csv"
+        ),
+        timing="results/deconvolution/timings/{dataset}/scprob_{rna_epochs}_{spatial_epochs}.json",
     wildcard_constraints:
+        dataset=DECONVOLUTION_DATASETS,
         rna_epochs=r"[0-9]+",
         spatial_epochs=r"[0-9]+",
     params:
@@ -63,9 +71,9 @@ rule deconvolve_spots:
         seed=config["seed"],
     threads: config["deconvolution"]["threads"]
     log:
-        "logs/deconvolution/deconvolve_spots_{rna_epochs}_{spatial_epochs}.log",
+        "logs/deconvolution/{dataset}/deconvolve_spots_{rna_epochs}_{spatial_epochs}.log",
     benchmark:
-        "results/deconvolution/benchmarks/deconvolve_spots_{rna_epochs}_{spatial_epochs}.tsv"
+        "results/deconvolution/benchmarks/{dataset}/deconvolve_spots_{rna_epochs}_{spatial_epochs}.tsv"
     conda:
         "../../envs/scprob.yaml"
     script:
@@ -78,12 +86,15 @@ rule deconvolve_spots:
 # for the peers listed in deconvolution.peers (config/peer.yaml lists both).
 rule deconvolve_spots_peer:
     input:
-        spots="results/deconvolution/data/spots.h5ad",
-        reference="results/deconvolution/data/reference.h5ad",
+        spots="results/deconvolution/data/{dataset}/spots.h5ad",
+        reference="results/deconvolution/data/{dataset}/reference.h5ad",
     output:
-        proportions="results/deconvolution/proportions/{peer}_{rna_epochs}_{spatial_epochs}.csv",
-        timing="results/deconvolution/timings/{peer}_{rna_epochs}_{spatial_epochs}.json",
+        proportions=(
+            "results/deconvolution/proportions/{dataset}/{peer}_{rna_epochs}_{spatial_epochs}.csv"
+        ),
+        timing="results/deconvolution/timings/{dataset}/{peer}_{rna_epochs}_{spatial_epochs}.json",
     wildcard_constraints:
+        dataset=DECONVOLUTION_DATASETS,
         peer="|".join(DECONVOLUTION_PEERS),
         rna_epochs=r"[0-9]+",
         spatial_epochs=r"[0-9]+",
@@ -92,9 +103,9 @@ rule deconvolve_spots_peer:
         seed=config["seed"],
     threads: config["deconvolution"]["threads"]
     log:
-        "logs/deconvolution/deconvolve_spots_{peer}_{rna_epochs}_{spatial_epochs}.log",
+        "logs/deconvolution/{dataset}/deconvolve_spots_{peer}_{rna_epochs}_{spatial_epochs}.log",
     benchmark:
-        "results/deconvolution/benchmarks/deconvolve_spots_{peer}_{rna_epochs}_{spatial_epochs}.tsv"
+        "results/deconvolution/benchmarks/{dataset}/deconvolve_spots_{peer}_{rna_epochs}_{spatial_epochs}.tsv"
     conda:
         "../../envs/scprob.yaml"
     script:
@@ -103,9 +114,11 @@ rule deconvolve_spots_peer:
 
 rule evaluate_deconvolution:
     input:
-        spots="results/deconvolution/data/spots.h5ad",
-        proportions=deconvolution_per_run("results/deconvolution/proportions/{run}.csv"),
-        timings=deconvolution_per_run("results/deconvolution/timings/{run}.json"),
+        spots="results/deconvolution/data/simulated/spots.h5ad",
+        proportions=deconvolution_per_run(
+            "results/deconvolution/proportions/simulated/{run}.csv"
+        ),
+        timings=deconvolution_per_run("results/deconvolution/timings/simulated/{run}.json"),
     output:
         accuracy=report(
             "results/deconvolution/tables/accuracy.csv",
@@ -146,7 +159,7 @@ rule evaluate_deconvolution:
 
 rule figures_deconvolution:
     input:
-        spots="results/deconvolution/data/spots.h5ad",
+        spots="results/deconvolution/data/simulated/spots.h5ad",
         proportions=deconvolution_map_runs(),
         accuracy="results/deconvolution/tables/accuracy.csv",
         convergence="results/deconvolution/tables/convergence.csv",
@@ -182,3 +195,52 @@ rule figures_deconvolution:
         "../../envs/scprob.yaml"
     script:
         "../scripts/figures_deconvolution.py"
+
+
+# The real pair (spacexr's CSV layout) as h5ad, so every fitting rule reads it like the
+# simulated one.
+rule read_spacexr_pair:
+    input:
+        unpack(deconvolution_real_inputs),
+    output:
+        reference="results/deconvolution/data/real/reference.h5ad",
+        spots="results/deconvolution/data/real/spots.h5ad",
+    params:
+        reference_folder=lambda wildcards, input: Path(input.reference_counts).parent,
+        spatial_folder=lambda wildcards, input: Path(input.spatial_counts).parent,
+    log:
+        "logs/deconvolution/real/read_spacexr_pair.log",
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/read_spacexr_pair.py"
+
+
+rule figures_deconvolution_real:
+    input:
+        spots="results/deconvolution/data/real/spots.h5ad",
+        proportions=deconvolution_real_runs(),
+    output:
+        maps_png=report(
+            "results/deconvolution/figures/fig5g_real_proportion_maps.png",
+            caption="../report/deconvolution_real.rst",
+            category="Deconvolution (Fig. 5)",
+            labels={"panel": "Fig. 5g", "figure": "proportion maps, real Visium"},
+        ),
+        maps_pdf="results/deconvolution/figures/fig5g_real_proportion_maps.pdf",
+        agreement=report(
+            "results/deconvolution/tables/real_agreement.csv",
+            caption="../report/deconvolution_real.rst",
+            category="Deconvolution (Fig. 5)",
+            labels={"panel": "Supp. Fig. 5", "figure": "agreement with the peers, real"},
+        ),
+    params:
+        methods=deconvolution_methods(),
+        labels=deconvolution_real_labels(),
+        map_types=deconvolution_real_setting("map_types"),
+    log:
+        "logs/deconvolution/real/figures_deconvolution_real.log",
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/figures_deconvolution_real.py"

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from workflow_helpers import logged_to, read_h5ad_input
 
@@ -15,6 +14,7 @@ from scprob.bench.deconvolution import (
     plot_convergence,
     plot_per_type,
     plot_proportion_maps,
+    spot_coordinates,
     true_proportions,
 )
 
@@ -33,7 +33,7 @@ def main(spots_path: str, proportion_paths: list[str], accuracy_path: str,
     estimates = {label: pd.read_csv(path, index_col="spot")
                  for label, path in zip(map_labels, proportion_paths, strict=True)}
     written = plot_proportion_maps(
-        np.asarray(spots.obsm["spatial"]), truth, estimates, map_types,
+        spot_coordinates(spots), {"truth": truth, **estimates}, map_types,
         Path(outputs.maps_png).with_suffix(""),
         "Fig. 5g — cell-type proportions on the spot layout (simulated hippocampus)")
     written += plot_convergence(

@@ -301,22 +301,22 @@ def deconvolution_claims(convergence: pd.DataFrame, method: str,
 # Figures -------------------------------------------------------------------------------
 
 
-def plot_proportion_maps(coordinates: np.ndarray, truth: pd.DataFrame,
-                         estimates: Mapping[str, pd.DataFrame], cell_types: Sequence[str],
-                         path_stem: str | Path, title: str) -> list[Path]:
-    """Fig. 5g style: one row per cell type, the truth then each estimate as a column,
-    spots coloured by the type's proportion (a shared 0–max scale per row)."""
+def plot_proportion_maps(coordinates: pd.DataFrame, panels: Mapping[str, pd.DataFrame],
+                         cell_types: Sequence[str], path_stem: str | Path,
+                         title: str) -> list[Path]:
+    """Fig. 5g style: one row per cell type, one column per panel (the truth, ours, a
+    peer…), spots at ``coordinates`` (spots × ``x``, ``y``) coloured by the type's
+    proportion on one 0–max scale per row; a spot a panel lacks is left blank."""
     apply_style()
-    columns = {"truth": truth, **estimates}
-    fig, axes = plt.subplots(len(cell_types), len(columns), squeeze=False,
-                             figsize=(2.3 * len(columns) + 0.6, 2.1 * len(cell_types)))
+    fig, axes = plt.subplots(len(cell_types), len(panels), squeeze=False,
+                             figsize=(2.3 * len(panels) + 0.6, 2.1 * len(cell_types)))
     for row, cell_type in enumerate(cell_types):
-        top = max(float(frame[cell_type].max()) for frame in columns.values()) or 1.0
-        for col, (name, frame) in enumerate(columns.items()):
+        top = max(float(frame[cell_type].max()) for frame in panels.values()) or 1.0
+        for col, (name, frame) in enumerate(panels.items()):
             ax = axes[row, col]
-            points = ax.scatter(coordinates[:, 0], coordinates[:, 1], s=9, marker="h",
-                                c=frame.reindex(truth.index)[cell_type].to_numpy(), vmin=0,
-                                vmax=top, cmap="viridis", linewidths=0)
+            points = ax.scatter(coordinates["x"], coordinates["y"], s=9, marker="h",
+                                c=frame.reindex(coordinates.index)[cell_type].to_numpy(),
+                                vmin=0, vmax=top, cmap="viridis", linewidths=0)
             ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -327,6 +327,14 @@ def plot_proportion_maps(coordinates: np.ndarray, truth: pd.DataFrame,
         fig.colorbar(points, ax=axes[row, :].tolist(), shrink=0.8, label="proportion")
     fig.suptitle(title)
     return save_figure(fig, path_stem)
+
+
+def spot_coordinates(spots: ad.AnnData) -> pd.DataFrame:
+    """The spots' layout, spots × ``x``, ``y`` (from ``obsm["spatial"]``)."""
+    if "spatial" not in spots.obsm:
+        raise ValueError("the spots carry no obsm['spatial'] coordinates to map.")
+    xy = np.asarray(spots.obsm["spatial"], dtype=float)[:, :2]
+    return pd.DataFrame(xy, index=spots.obs_names, columns=["x", "y"])
 
 
 def plot_convergence(convergence: pd.DataFrame, path_stem: str | Path, title: str,
