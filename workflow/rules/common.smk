@@ -282,7 +282,7 @@ def deconvolution_real_labels():
     if not DECONVOLUTION_REAL:
         return []
     rna, spatial = (deconvolution_real_setting(k) for k in ("rna_epochs", "spatial_epochs"))
-    return [f"{method} ({rna} + {spatial} epochs)" for method in deconvolution_methods()]
+    return [f"{method}\n{rna} + {spatial} epochs" for method in deconvolution_methods()]
 
 
 def deconvolution_methods():
@@ -338,7 +338,7 @@ def deconvolution_map_runs():
 
 def deconvolution_map_labels():
     rna, spatial = deconvolution_run_keys()[-1]
-    return [f"{method} ({rna} + {spatial} epochs)" for method in deconvolution_methods()]
+    return [f"{method}\n{rna} + {spatial} epochs" for method in deconvolution_methods()]
 
 
 def deconvolution_targets():
