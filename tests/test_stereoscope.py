@@ -132,6 +132,7 @@ def test_a_type_with_too_few_cells_is_refused() -> None:
             "'Lonely' (2 cells). Their signatures would be a few cells' noise: drop or "
             "merge those types, or lower min_cells_per_type.")):
         RNAStereoscope.setup_anndata(sc, labels_key="cell_type")
+    assert "_scprob" not in sc.uns  # refused data stay unregistered
     RNAStereoscope.setup_anndata(sc, labels_key="cell_type", min_cells_per_type=2)
 
 

@@ -119,9 +119,10 @@ class RNAStereoscope(BaseModel):
         """Register the counts and the cell types; every type needs at least
         ``min_cells_per_type`` cells (below 3, a type's signature is the sampling noise of
         one or two cells)."""
-        labels = LabelsField(labels_key)
-        cls.register_fields(adata, [CountsField(layer), CategoricalField(), labels])
-        sizes = adata.obs[labels_key].astype(str).value_counts()
+        # Checked first, so that refused data are left unregistered (a missing column is
+        # the fields' error, which names it).
+        sizes = (adata.obs[labels_key].astype(str).value_counts()
+                 if labels_key in adata.obs else pd.Series(dtype=int))
         small = sizes[sizes < min_cells_per_type]
         if len(small):
             listed = ", ".join(f"{name!r} ({n} cells)" for name, n in small.items())
@@ -129,6 +130,8 @@ class RNAStereoscope(BaseModel):
                 f"cell types of obs[{labels_key!r}] with fewer than min_cells_per_type="
                 f"{min_cells_per_type} cells: {listed}. Their signatures would be a few "
                 "cells' noise: drop or merge those types, or lower min_cells_per_type.")
+        cls.register_fields(adata, [CountsField(layer), CategoricalField(),
+                                    LabelsField(labels_key)])
 
     def initialise_from_data(self) -> None:
         """Start ``μ`` at each type's pooled expression per unit library (its maximum-
@@ -164,7 +167,8 @@ def _train(model: BaseModel, max_epochs: int, lr: float, batch_size: int, train_
            kwargs: dict[str, Any]) -> None:
     """The base training loop with plain Adam: no KL warm-up (nothing latent), no weight
     decay (it would shrink the signatures), a small ``eps`` so that the weak gradients of
-    rare types and single spots are not damped, and no compiled kernel (not used here)."""
+    rare types and single spots are not damped, and the eager count kernel (fits this
+    short never repay a compilation)."""
     plan = {"lr": lr, "weight_decay": 0.0, "eps": 1e-8, "n_epochs_kl_warmup": None,
             "compile": False,
             **kwargs.pop("plan_kwargs", {})}
