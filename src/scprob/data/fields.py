@@ -431,6 +431,43 @@ class IndexField(Field):
 
 
 @dataclass
+class SizeFactorField(Field):
+    """Each cell's size factor ``(n_cells,)``: ``adata.obs[key]`` (positive, finite), else
+    its total count over the registered data's mean total (recorded as ``mean_total``, so
+    other data are scaled alike)."""
+
+    name: ClassVar[str] = "size_factor"
+    key: str | None = None
+    mean_total: float = 0.0
+
+    def _totals(self, adata: AnnData, fields: dict[str, Field]) -> np.ndarray:
+        counts = fields["x"].matrix(adata)  # type: ignore[attr-defined]
+        return np.asarray(counts.sum(1), dtype=np.float64).ravel()
+
+    def register(self, adata: AnnData, fields: dict[str, Field]) -> None:
+        if self.key is None:
+            self.mean_total = float(self._totals(adata, fields).mean())
+        self.extract(adata, fields)
+
+    def extract(self, adata: AnnData, fields: dict[str, Field]) -> np.ndarray:
+        if self.key is None:
+            values = self._totals(adata, fields) / max(self.mean_total, 1e-12)
+            where = "total count"
+        else:
+            values = require_obs_column(adata, self.key, "size_factor_key").to_numpy(
+                dtype=np.float64)
+            where = f"size factor obs[{self.key!r}]"
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise ValueError(
+                f"{int(bad.sum())} cells have a {where} that is not a positive number, first "
+                f"{adata.obs_names[first]!r} ({values[first]}): drop empty cells or fix the "
+                "size factors before setup_anndata.")
+        return values.astype(np.float32)
+
+
+@dataclass
 class ProteinField(Field):
     """Protein counts ``(n_cells, n_proteins)`` in ``adata.obsm[obsm_key]`` (a DataFrame
     names the proteins; dense or sparse), and which proteins each batch measured:
@@ -566,7 +603,7 @@ MODULE_INPUTS = frozenset({"n_genes", "n_categories", "n_continuous", "n_labels"
 FIELD_TYPES: dict[str, type[Field]] = {
     cls.__name__: cls
     for cls in (CountsField, CategoricalField, ContinuousField, LabelsField, IndexField,
-                ProteinField)
+                ProteinField, SizeFactorField)
 }
 
 
