@@ -273,3 +273,25 @@ def test_a_query_of_a_default_built_reference_has_no_dropout() -> None:
     query_model = SCVI.load_query_data(query, reference)
     assert query_model.init_params["dropout_rate"] == 0.0
     assert not any(isinstance(m, nn.Dropout) for m in query_model.module.modules())
+
+
+def test_a_small_data_set_still_takes_min_steps_per_epoch(monkeypatch) -> None:
+    """300 cells, 270 training, in minibatches of 100: 3 steps an epoch, or at least 7 when
+    asked (the training cells are cycled)."""
+    adata = make_counts_adata(n_cells=300, n_genes=20)
+    SCVI.setup_anndata(adata)
+    model = SCVI(adata, n_latent=2, n_hidden=8)
+    steps: list[int] = []
+    loss = model.module.loss
+
+    def counting(batch, *args, **kwargs):
+        if model.module.training:
+            steps.append(batch["x"].shape[0])
+        return loss(batch, *args, **kwargs)
+
+    monkeypatch.setattr(model.module, "loss", counting)
+    model.train(max_epochs=1, batch_size=100, enable_progress_bar=False)
+    assert steps == [100, 100, 70]
+    steps.clear()
+    model.train(max_epochs=1, batch_size=100, min_steps_per_epoch=7, enable_progress_bar=False)
+    assert len(steps) == 9 and sum(steps) == 270 * 3  # the 270 cells, three times

@@ -147,13 +147,16 @@ class BaseModel:
         accelerator: str = "auto",
         devices: int | str = "auto",
         limit_train_batches: int | float | None = None,
+        min_steps_per_epoch: int = 1,
         plan_kwargs: dict[str, Any] | None = None,
         seed: int | None = None,
         enable_progress_bar: bool = True,
         **trainer_kwargs: Any,
     ) -> None:
         """Fit the module by maximising the ELBO on ``train_size`` of the cells; the rest
-        are held out for validation (and early stopping on their ELBO)."""
+        are held out for validation (and early stopping on their ELBO). An epoch takes at
+        least ``min_steps_per_epoch`` minibatches, cycling the training cells of a small
+        data set (1,000 cells in minibatches of 1,024 would otherwise be one step)."""
         seed = self.seed if seed is None else seed
         torch.manual_seed(seed)  # dropout and the reparametrisation noise
         data = self.cell_data()
@@ -162,7 +165,9 @@ class BaseModel:
         if len(self.train_indices) < 3:
             raise ValueError(
                 f"only {len(self.train_indices)} training cells: a model needs at least 3.")
-        train_loader = MinibatchLoader(data, self.train_indices, batch_size, True, seed)
+        repeats = max(1, -(-min_steps_per_epoch * batch_size // len(self.train_indices)))
+        train_loader = MinibatchLoader(data, np.tile(self.train_indices, repeats), batch_size,
+                                       True, seed)
         validation_loader = (
             MinibatchLoader(data, self.validation_indices, max(batch_size, 1024))
             if len(self.validation_indices) > 0 else None)

@@ -39,11 +39,10 @@ from anndata import AnnData
 from torch import Tensor, nn
 
 from scprob.data.fields import CategoricalField, ContinuousField, CountsField, SizeFactorField
-from scprob.data.loader import Batch, MinibatchLoader, train_validation_split
+from scprob.data.loader import Batch, train_validation_split
 from scprob.models.base import BaseModel
 from scprob.nn.distributions import log_nb
 from scprob.nn.module import LossOutput
-from scprob.train import TrainingPlan, make_trainer
 
 MIN_DELTA = 2.0
 DIRICHLET_ALPHA = 0.01
@@ -200,29 +199,19 @@ class CellAssign(BaseModel):
               early_stopping_patience: int = 15, min_steps_per_epoch: int = 10,
               seed: int | None = None, **trainer_kwargs: Any) -> None:
         """Minibatch EM (Adam on the M step), early stopping on the held-out
-        log-likelihood. An epoch cycles the training cells until ``min_steps_per_epoch``
-        minibatches (see the module docstring)."""
+        log-likelihood; an epoch takes at least ``min_steps_per_epoch`` minibatches (see the
+        module docstring)."""
         seed = self.seed if seed is None else seed
-        torch.manual_seed(seed)
-        data = self.cell_data()
-        self.train_indices, self.validation_indices = train_validation_split(
-            len(data), train_size, seed)
-        self.module.n_train.fill_(float(len(self.train_indices)))
-        repeats = max(1, math.ceil(min_steps_per_epoch * batch_size / len(self.train_indices)))
-        train_loader = MinibatchLoader(data, np.tile(self.train_indices, repeats), batch_size,
-                                       True, seed)
-        validation_loader = (MinibatchLoader(data, self.validation_indices, 4096)
-                             if len(self.validation_indices) else None)
-        plan = TrainingPlan(self.module, lr=lr, weight_decay=0.0, eps=1e-8,
-                            n_epochs_kl_warmup=None, compile=False)
-        trainer = make_trainer(max_epochs=max_epochs, early_stopping=early_stopping and
-                               validation_loader is not None,
-                               early_stopping_patience=early_stopping_patience,
-                               **{"enable_progress_bar": False, **trainer_kwargs})
-        self.module.train()
-        trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=validation_loader)
-        self.module.eval()
-        self.history, self.likelihood_kernel, self.is_trained = plan.history, None, True
+        n_train = len(train_validation_split(self.adata.n_obs, train_size, seed)[0])
+        self.module.n_train.fill_(float(n_train))  # the E step's N / M rescaling
+        plan = {"lr": lr, "weight_decay": 0.0, "eps": 1e-8, "n_epochs_kl_warmup": None,
+                "compile": False}
+        super().train(max_epochs=max_epochs, batch_size=batch_size, train_size=train_size,
+                      early_stopping=early_stopping,
+                      early_stopping_patience=early_stopping_patience,
+                      min_steps_per_epoch=min_steps_per_epoch, plan_kwargs=plan, seed=seed,
+                      **{"enable_progress_bar": False, **trainer_kwargs})
+        self.likelihood_kernel = None
 
     def predict(self, adata: AnnData | None = None) -> pd.DataFrame:
         """Each cell's type probabilities ``γ``, cells × types, rows summing to 1."""
