@@ -326,12 +326,15 @@ def make_trainer(
     early_stopping: bool = False,
     early_stopping_patience: int = 45,
     early_stopping_monitor: str = "elbo_validation",
+    early_stopping_min_delta: float = 0.0,
     enable_progress_bar: bool = True,
     limit_train_batches: int | float | None = None,
     **trainer_kwargs: Any,
 ) -> pl.Trainer:
     """A Lightning trainer without loggers, checkpoints or sanity checks: the plan keeps
-    its own history and the model saves itself."""
+    its own history and the model saves itself. Early stopping waits
+    ``early_stopping_patience`` epochs for the monitored ELBO (per cell) to rise by more
+    than ``early_stopping_min_delta``."""
     if max_epochs < 1:
         raise ValueError(f"max_epochs must be at least 1, got {max_epochs}.")
     callbacks = list(trainer_kwargs.pop("callbacks", []))
@@ -341,7 +344,7 @@ def make_trainer(
                 monitor=early_stopping_monitor,
                 mode="max",  # the ELBO: higher is better
                 patience=early_stopping_patience,
-                min_delta=0.0,
+                min_delta=early_stopping_min_delta,
                 check_on_train_epoch_end=early_stopping_monitor == "elbo_train",
             )
         )

@@ -176,6 +176,16 @@ class CellData:
         batch["log_factorial"] = self.log_factorial[index]
         return batch
 
+    def select_genes(self, index: np.ndarray) -> CellData:
+        """The same cells with only the count columns ``index`` (host counts only), so a
+        model that reads a few genes does not densify every gene of each minibatch."""
+        if isinstance(self.counts, DeviceCSR):
+            raise ValueError("select genes before the move to a device.")
+        index = np.asarray(index, dtype=np.int64)
+        counts = (sp.csr_matrix(self.counts[:, index]) if self.is_sparse
+                  else self.counts[:, torch.from_numpy(index)].contiguous())
+        return CellData.from_arrays(counts, self.values)
+
     def to(self, device: torch.device | str) -> CellData:
         """A copy held on ``device`` (dense counts only; CSR stays on the host)."""
         move = lambda t: t.to(device)  # noqa: E731

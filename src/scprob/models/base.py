@@ -115,13 +115,18 @@ class BaseModel:
     def after_surgery(self) -> None:
         """What a query model needs after its tables grew (none by default)."""
 
+    def module_data(self, data: CellData) -> CellData:
+        """What the module reads of the registered data (all of it by default; a model that
+        reads some genes only selects them here, once per data set)."""
+        return data
+
     # data -------------------------------------------------------------------------------
     def cell_data(self, adata: AnnData | None = None) -> CellData:
         if adata is None or adata is self.adata:
             if self._cell_data is None:
-                self._cell_data = self.registry.cell_data(self.adata)
+                self._cell_data = self.module_data(self.registry.cell_data(self.adata))
             return self._cell_data
-        return self.registry.cell_data(adata)
+        return self.module_data(self.registry.cell_data(adata))
 
     def batches(self, adata: AnnData | None = None, indices: np.ndarray | None = None,
                 batch_size: int = 1024) -> Iterator[Batch]:
@@ -367,7 +372,7 @@ class BaseModel:
         adata.uns[UNS_KEY] = registry.to_dict()
         model = cls.__new__(cls)
         model._build(adata, registry, meta["seed"], meta["init_params"])
-        model._cell_data = cell_data
+        model._cell_data = model.module_data(cell_data)
         categorical = registry.categorical
         restore_query_module(model.module, categorical.n_reference_rows,
                              categorical.n_categories)
