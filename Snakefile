@@ -40,6 +40,7 @@ include: "workflow/rules/scarches.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/complexity.smk"
 include: "workflow/rules/deconvolution.smk"
+include: "workflow/rules/cellassign.smk"
 
 
 rule all:
@@ -50,4 +51,5 @@ rule all:
         benchmark_targets(),
         complexity_targets(),
         deconvolution_targets(),
+        cellassign_targets(),
     default_target: True

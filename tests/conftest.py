@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# As the workflow does (Snakefile): sleeping OpenMP waiters, read when torch loads OpenMP.
+# With spinning ones a 2-thread fit slows down tens of times while anything else (a
+# workflow test's jobs, another process) holds a core.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import subprocess
 import sys
 from collections.abc import Sequence

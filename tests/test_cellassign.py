@@ -8,11 +8,13 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from anndata import AnnData
 
 from scprob.data.simulate.pbmc_markers import marker_sum_labels, simulate_pbmc_markers
 from scprob.models import CellAssign
 from scprob.models.cellassign import MIN_DELTA
+from scprob.nn.distributions import log_nb
 
 QUICK = {"max_epochs": 20, "min_steps_per_epoch": 5}
 
@@ -81,3 +83,71 @@ def test_deterministic_under_seed() -> None:
         return model.predict()
 
     pd.testing.assert_frame_equal(fit(), fit())
+
+
+def test_radial_basis_gradients_match_autograd_of_the_expression() -> None:
+    from scprob.models.cellassign import RadialBasis
+
+    torch.manual_seed(0)
+    mu = (torch.rand(7, 4, dtype=torch.float64) * 30).requires_grad_()
+    a = torch.rand(10, dtype=torch.float64).requires_grad_()
+    centres = torch.linspace(0.0, 40.0, 10, dtype=torch.float64)
+    width = float(1 / (2 * (centres[1] - centres[0]) ** 2))
+    assert torch.autograd.gradcheck(lambda m, w: RadialBasis.apply(m, w, centres, width),
+                                    (mu, a))
+    expression = (a * torch.exp(-width * (mu[..., None] - centres) ** 2)).sum(-1)
+    torch.testing.assert_close(RadialBasis.apply(mu, a, centres, width), expression)
+
+
+def test_each_type_likelihood_equals_the_full_genes_by_types_sum(fitted) -> None:
+    model, _, _ = fitted
+    m = model.module
+    batch = next(model.batches(batch_size=64))
+    with torch.no_grad():
+        per_type, joint = m.log_likelihoods(batch)
+        offset = (m.beta0 + batch["size_factor"].log()[:, None]
+                  + m.design(batch) @ m.beta.T)
+        mu = torch.exp(offset[:, :, None] + (m.delta * m.rho)[None])  # (n, G, C)
+        naive = log_nb(batch["x"][:, :, None], mu, m.dispersion(mu) + 1e-8,
+                       include_constant=False).sum(1)
+    torch.testing.assert_close(per_type, naive, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(joint - per_type,
+                               torch.log_softmax(m.type_logits, 0).expand_as(joint))
+
+
+def test_only_the_marker_genes_are_served_to_the_module(fitted) -> None:
+    model, adata, rho = fitted
+    data = model.cell_data()
+    assert data.counts.shape == (adata.n_obs, len(rho))
+    np.testing.assert_array_equal(data.counts.numpy(), adata[:, rho.index].X)
+    # The size factor still comes from every gene's counts.
+    totals = np.asarray(adata.X.sum(1)).ravel()
+    np.testing.assert_allclose(data.values["size_factor"].numpy(), totals / totals.mean(),
+                               rtol=1e-5)
+
+
+def test_minibatch_em_reaches_the_full_batch_fit() -> None:
+    """Minibatches of 1,024 cells with the N/M rescaling against one batch of every cell:
+    the same labels for at least 99 % of cells and fold changes within 0.15 (log scale)."""
+    adata, rho = _data(3000, seed=4)
+    fits = {}
+    for batch_size in (1024, 3000):
+        model = CellAssign(adata, rho, seed=0)
+        model.train(batch_size=batch_size, early_stopping=False, max_epochs=60,
+                    min_steps_per_epoch=5)
+        fits[batch_size] = model
+    labels = {b: m.predict().idxmax(1) for b, m in fits.items()}
+    assert (labels[1024] == labels[3000]).mean() >= 0.99
+    log_fold = {b: np.log(m.get_delta().to_numpy()[rho.to_numpy() > 0]) for b, m in fits.items()}
+    assert np.abs(log_fold[1024] - log_fold[3000]).max() < 0.15
+
+
+
+def test_early_stopping_waits_patience_epochs_for_a_rise_of_min_delta() -> None:
+    adata, rho = _data(300, seed=2)
+    model = CellAssign(adata, rho)
+    model.train(early_stopping_patience=3, early_stopping_min_delta=1e6, min_steps_per_epoch=1)
+    assert len(model.history) == 1 + 3  # the first epoch sets the best, three more wait
+    model.train(early_stopping_patience=3, early_stopping_min_delta=0.0, max_epochs=12,
+                min_steps_per_epoch=1)
+    assert len(model.history) > 4

@@ -110,3 +110,17 @@ def test_loader_over_device_csr_serves_the_same_batches() -> None:
 def test_on_device_is_the_identity_on_the_cpu() -> None:
     data = CellData.from_arrays(sp.csr_matrix(_counts()), {"categorical": np.zeros((57, 1))})
     assert data.on_device("cpu") is data
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_select_genes_keeps_the_cells_and_values_and_recounts_log_factorial(sparse) -> None:
+    counts = np.array([[0, 3, 1, 5], [2, 0, 4, 1], [1, 1, 0, 7]], dtype=np.float32)
+    data = CellData.from_arrays(sp.csr_matrix(counts) if sparse else counts,
+                                {"size_factor": np.array([1.0, 2.0, 0.5])})
+    selected = data.select_genes(np.array([3, 1]))
+    assert selected.is_sparse == sparse
+    batch = selected.rows(np.array([2, 0]))
+    np.testing.assert_array_equal(batch["x"].numpy(), counts[[2, 0]][:, [3, 1]])
+    np.testing.assert_array_equal(batch["size_factor"].numpy(), [0.5, 1.0])
+    expected = special.gammaln(counts[:, [3, 1]] + 1).sum(1)
+    np.testing.assert_allclose(selected.log_factorial.numpy(), expected, rtol=1e-6)

@@ -517,3 +517,133 @@ def complexity_targets():
         "results/complexity/figures/fig5c_complexity.png",
         "results/complexity/figures/fig5c_complexity.pdf",
     ]
+
+
+# Paper Supp. Fig. 6 (CellAssign study) -------------------------------------------------
+
+# Methods of every data set beside the configured peers: ours and the marker-sum baseline.
+CELLASSIGN_METHODS = ["scprob", "marker_sum"]
+# The peers the study can run (scprob.bench.cellassign.PEERS).
+CELLASSIGN_PEERS = ["scvi_tools"]
+CELLASSIGN_SIMULATED = ["follicular", "hgsc"]
+
+
+def cellassign_real_enabled():
+    """Whether the real panel runs: cellassign.real is set and its folder exists (a
+    missing folder skips the panel with a warning naming it)."""
+    real = config["cellassign"]["real"]
+    if real is None:
+        return False
+    folder = Path(workflow.basedir) / real["folder"]
+    if not folder.is_dir():
+        logger.warning(
+            f"cellassign.real.folder {folder} does not exist: the CellBench panel is "
+            "skipped (../shared/data/README.md says where the data come from; set "
+            "cellassign.real: null to silence this)."
+        )
+        return False
+    return True
+
+
+CELLASSIGN_REAL = cellassign_real_enabled()
+
+
+def cellassign_runtime_datasets():
+    """The runtime panel's data sets by name, ``{"pbmc_1071": 1071, ...}``, smallest first."""
+    return {f"pbmc_{n}": n for n in sorted(config["cellassign"]["runtime_sizes"])}
+
+
+def cellassign_real_datasets():
+    if not CELLASSIGN_REAL:
+        return []
+    return [f"cellbench_{t}" for t in config["cellassign"]["real"]["technologies"]]
+
+
+def cellassign_datasets():
+    """Every data set the study annotates: the simulations, the runtime series, the real."""
+    return [
+        *CELLASSIGN_SIMULATED,
+        *cellassign_runtime_datasets(),
+        *cellassign_real_datasets(),
+    ]
+
+
+def cellassign_methods():
+    """Ours, the baseline, then the configured peers: the method part of the file names."""
+    return [*CELLASSIGN_METHODS, *config["cellassign"]["peers"]]
+
+
+def cellassign_markers(wildcards):
+    """A data set's marker matrix (the runtime series share one)."""
+    name = "pbmc" if wildcards.dataset.startswith("pbmc_") else wildcards.dataset
+    return f"results/cellassign/markers/{name}.csv"
+
+
+def cellassign_design_key(wildcards):
+    """The obs column of a data set's design covariate (None: no design)."""
+    simulated = config["cellassign"]["simulated"].get(wildcards.dataset)
+    return None if simulated is None else simulated["design_key"]
+
+
+def cellassign_real_inputs(wildcards):
+    """The CellBench files of one technology and the marker list, under
+    cellassign.real.folder (relative: to the repository root)."""
+    real = config["cellassign"]["real"]
+    folder = Path(workflow.basedir) / real["folder"]
+    technology = wildcards.technology
+    return {
+        "counts": str(folder / f"sc_{technology}.count.csv.gz"),
+        "metadata": str(folder / f"sc_{technology}.metadata.csv.gz"),
+        "gene_map": str(folder / "GENCODEv44_Gene_id2name.csv"),
+        "markers": str(folder / real["markers"]),
+    }
+
+
+def cellassign_simulation_settings(wildcards):
+    """A simulation's settings, its marker list's path resolved against the repository."""
+    settings = dict(config["cellassign"]["simulated"][wildcards.dataset])
+    folder = Path(workflow.basedir) / config["cellassign"]["markers_folder"]
+    return {**settings, "markers": str(folder / settings["markers"])}
+
+
+def cellassign_peer_settings():
+    """What a peer run needs: the interpreters (relative paths read from the repository
+    root), the peer script and a timeout."""
+    settings = config["cellassign"]
+    repository = Path(workflow.basedir)
+    return {
+        "python": {
+            peer: str(repository / path) for peer, path in settings["peer_python"].items()
+        },
+        "script": str(repository / "workflow" / "scripts" / "peer_scvi_tools_cellassign.py"),
+        "timeout_s": settings["peer_timeout_s"],
+    }
+
+
+def cellassign_per_run(pattern):
+    """``pattern`` (with ``{dataset}`` and ``{method}``) over every data set and method."""
+    return expand(pattern, dataset=cellassign_datasets(), method=cellassign_methods())
+
+
+def cellassign_runs():
+    """``[dataset, method]`` in the order of cellassign_per_run()."""
+    return [[d, m] for d in cellassign_datasets() for m in cellassign_methods()]
+
+
+CELLASSIGN_FIGURES = [
+    "supp_fig6cf_confusion",
+    "supp_fig6g_runtime",
+    "small_data_ablation",
+]
+
+
+def cellassign_targets():
+    """Every final output of the CellAssign study."""
+    figures = CELLASSIGN_FIGURES + (["cellbench_confusion"] if CELLASSIGN_REAL else [])
+    return [
+        *expand(
+            "results/cellassign/tables/{name}.csv",
+            name=["scores", "confusion", "runtime", "agreement", "ablation", "claim_check"],
+        ),
+        *expand("results/cellassign/figures/{name}.{ext}", name=figures, ext=["png", "pdf"]),
+    ]

@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from scipy import stats
 
 from scprob.bench.claims import Claim, Criterion, claims_table
 from scprob.bench.measure import measure
+from scprob.bench.peers import require_interpreter, run_logged
 from scprob.bench.plotting import apply_style, method_color, save_figure
 from scprob.models.stereoscope import RNAStereoscope, SpatialStereoscope
 
@@ -80,48 +78,21 @@ def deconvolve(spots: ad.AnnData, rna_model: RNAStereoscope, epochs: int,
 # Peers ---------------------------------------------------------------------------------
 
 
-def _require(python: str | os.PathLike[str], peer: str, fix: str) -> Path:
-    python = Path(python)
-    if not python.exists():
-        raise FileNotFoundError(
-            f"the {peer} interpreter {python} does not exist: {fix}, or leave {peer} out of "
-            "deconvolution.peers.")
-    return python
-
-
-def _run_logged(command: list[str], timeout_s: int, env: Mapping[str, str], what: str
-                ) -> float:
-    """Run ``command``; its output goes to the log (the tail, for long progress output).
-    Returns its wall seconds; a failure raises naming ``what`` with the output's tail."""
-    start = time.perf_counter()
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout_s, env={**os.environ, **env})
-    seconds = time.perf_counter() - start
-    # Progress bars redraw a line with carriage returns and colour it: one line each.
-    text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout.replace("\r", "\n"))
-    lines = [line for line in text.splitlines() if line.strip()]
-    log.info("%s output (last 200 of %d lines):\n%s", what, len(lines),
-             "\n".join(lines[-200:]))
-    if done.returncode != 0:
-        tail = "\n".join(lines[-30:])
-        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{tail}")
-    return seconds
-
-
 def run_scvi_tools(python: str | os.PathLike[str], script: str | os.PathLike[str],
                    reference_path: str, spots_path: str, labels_key: str, rna_epochs: int,
                    spatial_epochs: int, seed: int, threads: int, work_dir: Path,
                    timeout_s: int) -> tuple[pd.DataFrame, dict[str, Any]]:
     """scvi-tools' Stereoscope on the same files, in its own environment (its defaults:
     lr 0.01, minibatches of 128): the proportions and the fits' timing."""
-    python = _require(python, "scvi-tools", "create it with `make peer-env`")
+    python = require_interpreter(python, "scvi-tools", "create it with `make peer-env`",
+                                 "deconvolution.peers")
     proportions, timing = work_dir / "proportions.csv", work_dir / "timing.json"
     command = [str(python), str(script), "--reference", reference_path, "--spots", spots_path,
                "--labels-key", labels_key, "--rna-epochs", str(rna_epochs),
                "--spatial-epochs", str(spatial_epochs), "--seed", str(seed),
                "--threads", str(threads), "--proportions", str(proportions),
                "--timing", str(timing)]
-    _run_logged(command, timeout_s, {"OMP_NUM_THREADS": str(threads)},
+    run_logged(command, timeout_s, {"OMP_NUM_THREADS": str(threads)},
                 "scvi-tools' Stereoscope")
     record = json.loads(timing.read_text())
     return pd.read_csv(proportions, index_col="spot"), record
@@ -135,8 +106,9 @@ def run_original(python: str | os.PathLike[str], reference: ad.AnnData, spots: a
     its TSV inputs (cells × genes, spots × genes, labels) over the shared genes, full
     batch and the given learning rate, its noise type dropped as ours is: the proportions
     and the whole command's wall time (both fits, reading and writing included)."""
-    python = _require(python, "stereoscope 0.3",
-                      "create it with `make peer-env` (envs/stereoscope.lock)")
+    python = require_interpreter(python, "stereoscope 0.3",
+                                 "create it with `make peer-env` (envs/stereoscope.lock)",
+                                 "deconvolution.peers")
     shared = reference.var_names.intersection(spots.var_names)
     counts = spots[:, shared].X
     kept = np.asarray(counts.sum(1)).ravel() > 0
@@ -149,7 +121,7 @@ def run_original(python: str | os.PathLike[str], reference: ad.AnnData, spots: a
                "--sc_labels", str(paths["sc_labels"]), "-lcn", labels_key,
                "--st_cnt", str(paths["st"]), "-sce", str(rna_epochs), "-ste",
                str(spatial_epochs), "-lr", str(lr), "-o", str(out)]
-    seconds = _run_logged(command, timeout_s, {"OMP_NUM_THREADS": str(threads)},
+    seconds = run_logged(command, timeout_s, {"OMP_NUM_THREADS": str(threads)},
                           "stereoscope 0.3 CLI")
     found = sorted(out.rglob("W.*.tsv"))
     if len(found) != 1:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from scprob.bench.plotting import apply_style, method_color, save_figure
+from scprob.bench.plotting import apply_style, draw_share_matrix, method_color, save_figure
 
 # Fixed seed for the drawing order of UMAP points and the jitter of strip plots.
 _PLOT_SEED = 0
@@ -147,17 +147,11 @@ def plot_label_matrix(
     apply_style()
     n_rows, n_cols = values.shape
     fig, ax = plt.subplots(figsize=(1.8 + 0.32 * n_cols, 1.4 + 0.3 * n_rows))
-    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-    for i, j in zip(*np.nonzero(values >= 0.1), strict=True):
-        ax.text(j, i, f"{values[i, j]:.2f}"[1:] if values[i, j] < 1 else "1", ha="center",
-                va="center", fontsize=5.5, color="white" if values[i, j] > 0.6 else "black")
     row_names = [str(r) if counts is None else f"{r} ({counts.get(str(r), 0)})"
                  for r in matrix.index]
-    ax.set_yticks(range(n_rows), row_names)
-    ax.set_xticks(range(n_cols), [str(c) for c in matrix.columns], rotation=90)
+    image = draw_share_matrix(ax, matrix, row_names)
     ax.set_ylabel(row_label)
     ax.set_xlabel(column_label)
-    ax.spines[:].set_visible(False)
     fig.colorbar(image, ax=ax, shrink=0.6, label="share of the row's cells")
     ax.set_title(title)
     return save_figure(fig, path_stem)

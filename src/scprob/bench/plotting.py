@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +20,11 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 # Stable colours per method across all figures. Later studies add their methods here.
 METHOD_COLORS: dict[str, str] = {
@@ -82,6 +86,22 @@ def method_order(methods: Iterable[str]) -> list[str]:
     seen = list(dict.fromkeys(methods))
     known = [m for m in METHOD_COLORS if m in seen]
     return known + [m for m in seen if m not in METHOD_COLORS]
+
+
+def draw_share_matrix(ax: Axes, matrix: pd.DataFrame,
+                      row_names: Sequence[str] | None = None) -> AxesImage:
+    """A row-normalised label matrix (shares in [0, 1]) as a heat map on ``ax``, shares of
+    at least 0.1 written in the cells; returns the image (for a colour bar)."""
+    values = matrix.to_numpy(dtype=np.float64)
+    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for i, j in zip(*np.nonzero(values >= 0.1), strict=True):
+        ax.text(j, i, f"{values[i, j]:.2f}"[1:] if values[i, j] < 1 else "1", ha="center",
+                va="center", fontsize=5.5, color="white" if values[i, j] > 0.6 else "black")
+    names = [str(r) for r in matrix.index] if row_names is None else list(row_names)
+    ax.set_yticks(range(values.shape[0]), names)
+    ax.set_xticks(range(values.shape[1]), [str(c) for c in matrix.columns], rotation=90)
+    ax.spines[:].set_visible(False)
+    return image
 
 
 def save_figure(fig: Figure, path_stem: str | Path) -> list[Path]:
