@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup workflow test lint clean peer-env benchmark deconvolution complexity
+.PHONY: setup workflow test lint clean peer-env benchmark deconvolution cellassign complexity
 
 setup: $(STAMP)
 
@@ -49,6 +49,12 @@ $(STSC_STAMP): envs/stereoscope.lock
 deconvolution: $(STAMP) $(PEER_STAMP) $(STSC_STAMP)
 	$(BIN)/snakemake results/deconvolution/tables/claim_check.csv \
 		results/deconvolution/figures/fig5g_proportion_maps.png --cores $(CORES) \
+		--configfile config/config.yaml config/peer.yaml
+
+# The CellAssign study with scvi-tools' CellAssign on the same data in the same run.
+cellassign: $(STAMP) $(PEER_STAMP)
+	$(BIN)/snakemake results/cellassign/tables/claim_check.csv \
+		results/cellassign/figures/supp_fig6g_runtime.png --cores $(CORES) \
 		--configfile config/config.yaml config/peer.yaml
 
 benchmark: $(STAMP) $(PEER_STAMP)

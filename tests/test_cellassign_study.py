@@ -127,7 +127,7 @@ def test_the_peer_runs_its_script_in_its_environment_and_returns_its_outputs(
     assert probabilities.shape == (3, 2)
     assert list(probabilities.index) == ["x", "y", "z"]
     assert timing == {"method": "scvi-tools", "seconds": 1.5, "covariate": "patient"}
-    with pytest.raises(FileNotFoundError, match="leave scvi-tools out of cellassign.peers"):
+    with pytest.raises(FileNotFoundError, match=r"leave scvi-tools out of cellassign\.peers"):
         run_scvi_tools(tmp_path / "absent" / "python", program, "a", "b", None, 0, 1,
                        tmp_path, 60)
 

@@ -5,10 +5,9 @@ CellAssign paper's marker list restricted to the genes measured
 
 import logging
 
-from scprob.data.simulate.tumour_markers import read_marker_yaml
 from workflow_helpers import atomic_output, logged_to, write_csv
 
-from scprob.data.io import read_cellbench
+from scprob.data.io import read_cellbench, read_marker_yaml
 
 log = logging.getLogger(snakemake.rule)
 

@@ -5,8 +5,9 @@ follicular-lymphoma-like and HGSC-like cells on the CellAssign paper's own marke
 import logging
 from typing import Any
 
-from scprob.data.simulate.tumour_markers import simulate_follicular, simulate_hgsc
 from workflow_helpers import atomic_output, logged_to, write_csv
+
+from scprob.data.simulate.tumour_markers import simulate_follicular, simulate_hgsc
 
 log = logging.getLogger(snakemake.rule)
 SIMULATORS = {"follicular": simulate_follicular, "hgsc": simulate_hgsc}

@@ -27,6 +27,14 @@ that appears under its name only once complete, ``write_csr_rows`` appends CSR r
 to ``X`` ``(n_obs, n_vars)`` float32 (int64 ``indptr``), ``write_h5ad_annotations`` adds
 ``obs``/``var``/``uns`` as ``anndata.write_h5ad`` lays them out, and ``read_csr_rows``
 reads chosen rows of an on-disk CSR ``X`` a chunk at a time.
+
+Marker-based annotation (CellAssign):
+
+* ``read_marker_yaml(path)``: a YAML mapping of cell type → marker genes, as the CellAssign
+  paper ships its lists, into the binary genes × types matrix the model takes;
+* ``read_cellbench(counts, metadata, gene_map)``: CellBench's CSV layout (genes × cells
+  counts keyed by Ensembl ID, per-cell metadata with the demuxlet genotype call), the
+  genotype-confirmed singlets as cells × gene symbols with ``obs["cell_line"]``.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 import scipy.sparse as sp
+import yaml
 
 PROTEIN_KEY = "protein_expression"
 GENE_EXPRESSION = "Gene Expression"
@@ -366,4 +375,70 @@ def read_spacexr_spatial(folder: str | Path) -> ad.AnnData:
     """Spatial spots in spacexr's layout: spots × genes, ``obsm["spatial"]`` (x, y)."""
     adata, coords = _spacexr_counts(Path(folder), "coords.csv")
     adata.obsm["spatial"] = coords[["x", "y"]].to_numpy(dtype=np.float64)
+    return adata
+
+
+# ------------------------------------------------------------------ marker-based data
+
+
+def read_marker_yaml(path: str | Path) -> pd.DataFrame:
+    """A ``{cell type: [genes]}`` YAML file as the binary genes × types matrix (int64),
+    genes in order of first mention."""
+    path = _require_file(path)
+    table = yaml.safe_load(path.read_text())
+    if not isinstance(table, dict) or not table or not all(
+            isinstance(genes, list) and genes for genes in table.values()):
+        raise ValueError(f"{str(path)!r} is not a marker list: it must map each cell type "
+                         "to a non-empty list of marker genes.")
+    genes = list(dict.fromkeys(str(g) for markers in table.values() for g in markers))
+    rho = pd.DataFrame(0, index=pd.Index(genes, name=None), columns=[str(t) for t in table],
+                       dtype=np.int64)
+    for cell_type, markers in table.items():
+        rho.loc[[str(g) for g in markers], str(cell_type)] = 1
+    return rho
+
+
+def _strip_version(ids: pd.Index) -> pd.Index:
+    """``ENSG00000141510.17`` → ``ENSG00000141510``."""
+    return pd.Index(ids.astype(str).str.replace(r"\.\d+$", "", regex=True))
+
+
+def read_cellbench(counts_csv: str | Path, metadata_csv: str | Path,
+                   gene_map_csv: str | Path) -> ad.AnnData:
+    """CellBench cells confirmed as singlets by demuxlet (``demuxlet_cls == "SNG"``):
+    ``X`` the counts ``(n_singlets, n_genes)`` CSR float32, genes named by symbol through
+    ``gene_map_csv`` (header-less ``ensembl_id,symbol``; IDs without a symbol keep their
+    ID, ERCC spike-ins are dropped, IDs sharing a symbol are summed) and
+    ``obs["cell_line"]`` the genotype call."""
+    counts = pd.read_csv(_require_file(counts_csv), index_col=0)
+    metadata = pd.read_csv(_require_file(metadata_csv), index_col=0)
+    gene_map = pd.read_csv(_require_file(gene_map_csv), header=None,
+                           names=["ensembl_id", "symbol"])
+    for column in ("cell_line_demuxlet", "demuxlet_cls"):
+        if column not in metadata.columns:
+            raise ValueError(f"{str(metadata_csv)!r} has no column {column!r}: pass the "
+                             "CellBench metadata file (sc_<technology>.metadata.csv.gz).")
+    missing = pd.Index(counts.columns.astype(str)).difference(metadata.index.astype(str))
+    if len(missing):
+        raise ValueError(f"{len(missing)} cells of {str(counts_csv)!r} have no row in "
+                         f"{str(metadata_csv)!r} (e.g. {list(missing[:3])}): use the count "
+                         "and metadata files of the same technology.")
+    metadata = metadata.set_axis(metadata.index.astype(str))
+    singlets = [c for c in counts.columns.astype(str)
+                if metadata.loc[c, "demuxlet_cls"] == "SNG"]
+    counts = counts.set_axis(counts.columns.astype(str), axis=1)[singlets]
+    ids = _strip_version(counts.index)
+    keep = ~ids.str.startswith("ERCC-")
+    symbols = pd.Series(gene_map["symbol"].astype(str).to_numpy(),
+                        index=_strip_version(pd.Index(gene_map["ensembl_id"])))
+    symbols = symbols[~symbols.index.duplicated()]
+    names = symbols.reindex(ids[keep]).fillna(pd.Series(ids[keep], index=ids[keep]))
+    by_symbol = counts.loc[keep].set_axis(names.to_numpy()).groupby(level=0, sort=False).sum()
+    values = by_symbol.to_numpy().T
+    if not np.array_equal(values, np.round(values)) or (values < 0).any():
+        raise ValueError(f"{str(counts_csv)!r} must hold non-negative integer counts.")
+    adata = ad.AnnData(_as_csr_float32(values))
+    adata.obs_names, adata.var_names = singlets, by_symbol.index.astype(str)
+    adata.obs["cell_line"] = pd.Categorical(
+        metadata.loc[singlets, "cell_line_demuxlet"].astype(str).to_numpy())
     return adata

@@ -16,14 +16,15 @@ v_1)²)``. **E step**: ``γ_nc ∝ π_c Π_g NB(x_ng | μ_ngc, φ_ngc)`` in clos
 Adam on minibatches of ``M`` cells of ``−[(N/M) Σ_batch Σ_c γ_nc (log π_c + log p(x_n |
 c)) + log p(π) + log p(δ)]`` (divided by ``N``, which Adam does not see).
 
-What is ours, against the small-data collapse (a default fit below ~20k cells merged
-types): the number of Adam steps was the number of minibatches, so 1,000 cells got one
-step an epoch and stopped early long before converging from a random start. Here
+Initialisation, where ours departs from the published port (whose start merges types
+on small data sets; docs/cellassign.md has the ablation that traces the collapse to it):
 
-* an epoch is at least ``min_steps_per_epoch`` steps (the training cells are cycled);
-* ``β0`` starts at each gene's log mean expression per unit size factor in the cells that
-  express it least (the lower half), ``log δ`` at ``log 2.5`` plus a ``LogNormal(0, 1)``
-  draw's log scaled down, so every type starts with over-expressed markers.
+* ``β0`` starts at each marker's log mean expression per unit size factor in the cells
+  that express it least (the lower half), so ``β0`` is the off-type level;
+* ``log δ`` starts near ``log 2.5`` (plus a tenth of a standard normal draw), so every
+  type starts with its markers over-expressed, none at the clamp;
+* an epoch is at least ``min_steps_per_epoch`` steps (the training cells are cycled), so
+  early stopping judges a small data set after as many updates as a large one.
 """
 
 from __future__ import annotations
