@@ -42,6 +42,9 @@ def test_style_backend_and_colours() -> None:
     assert set(METHODS) <= set(METHOD_COLORS)
     assert len({METHOD_COLORS[m] for m in METHODS}) == len(METHODS)
     assert method_color("scVI-cc") == METHOD_COLORS["scVI-cc"]
+    # Implementations drawn side by side never share a colour (a hash could make them).
+    implementations = ["scprob", "scvi-tools", "stereoscope", "marker sum"]
+    assert len({method_color(m) for m in implementations}) == len(implementations)
     # An unknown method gets a colour from the fallback list, the same every time.
     assert method_color("totalVI") in plotting.FALLBACK_COLORS
     assert method_color("totalVI") == method_color("totalVI")

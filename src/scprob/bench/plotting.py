@@ -37,6 +37,13 @@ METHOD_COLORS: dict[str, str] = {
     # Paper Fig. 3: the scArches query mapping and de novo totalVI.
     "scArches": "#DD8452",
     "de novo": "#937860",
+    # Implementations of one model side by side (Stereoscope, CellAssign), and CellAssign's
+    # baseline: as the deconvolution and CellAssign tables name them.
+    "scprob": "#2F4B7C",
+    "scvi-tools": "#A05195",
+    "scvi_tools": "#A05195",
+    "stereoscope": "#8C8C8C",
+    "marker sum": "#CCB974",
 }
 # For methods without an entry: picked by a stable hash of the name, so a method keeps its
 # colour between runs and figures.
