@@ -1,0 +1,282 @@
+"""The workflow's one way to fetch a declared input file: from its URL (or the same path on
+a mirror) with pooch's HTTP downloader, checked against its declared size and sha256, and
+moved into place only once verified.
+
+A file is declared by a :class:`Source` (in the config, or in a ``sources.tsv`` table read
+by :func:`read_sources`). :func:`fetch` either returns a verified file or raises
+:class:`DownloadError` and leaves nothing at the target, so a half-written or wrong file
+is never mistaken for the data. docs/downloads.md describes the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import pooch
+import requests
+import urllib3
+
+log = logging.getLogger(__name__)
+
+# The columns a sources table must name in its header (any order, others ignored).
+SOURCES_COLUMNS = ("path", "url", "sha256", "bytes")
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# What to do about each kind of failure; the first half of every message says what came.
+FIX_SERVER = ("Check the mirror setting (download.mirror) and that the server is up and holds "
+              "this path, then re-run.")
+FIX_TIMEOUT = ("Check the mirror setting (download.mirror) and that the server is up, or raise "
+               "download.timeout_s, then re-run.")
+FIX_TRUNCATED = "The transfer was cut short: re-run to download it again."
+FIX_SIZE = ("The server sends a different file than the one declared: check the mirror setting "
+            "(download.mirror) and the declared size and sha256.")
+FIX_CHECKSUM = ("The file at the source changed or is corrupt: check the mirror setting "
+                "(download.mirror); update the declared sha256 only if the new file is "
+                "trusted.")
+FIX_LOCAL = "Free disk space or fix the folder's permissions, then re-run."
+
+
+class DownloadError(RuntimeError):
+    """A declared file could not be fetched as declared; nothing is left at its target."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One declared file: where it is published, its sha256 and size in bytes, and
+    ``path``, where it lands below the destination folder (default: the URL's path)."""
+
+    url: str
+    sha256: str
+    size: int
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        # Checked here so a typo in the config fails at once, naming the entry, rather
+        # than as a confusing download error (or a file written outside the folder).
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"source URL {self.url!r} is not an http(s) URL.")
+        sha256 = str(self.sha256).lower()
+        if not _SHA256.match(sha256):
+            raise ValueError(f"source {self.url}: sha256 {self.sha256!r} is not 64 hex digits.")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"source {self.url}: size {self.size!r} is not a byte count.")
+        path = self.path if self.path is not None else unquote(parts.path).lstrip("/")
+        relative = PurePosixPath(path)
+        if (not path or relative.is_absolute() or "\\" in path
+                or any(part in ("..", ".") for part in path.split("/"))):
+            raise ValueError(f"source {self.url}: path {path!r} must be relative, inside the "
+                             "destination folder (no '..', no leading '/').")
+        object.__setattr__(self, "sha256", sha256)
+        object.__setattr__(self, "path", str(relative))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as plain values (what a Snakemake ``params`` entry carries)."""
+        return {"path": self.path, "url": self.url, "sha256": self.sha256, "size": self.size}
+
+
+def read_sources(path: str | os.PathLike[str]) -> list[Source]:
+    """The sources of a tab-separated table: ``#`` comment lines, a header naming
+    :data:`SOURCES_COLUMNS`, one file per line (``bytes`` is the size)."""
+    header: list[str] | None = None
+    sources = []
+    with open(path, newline="") as stream:
+        for number, line in enumerate(stream, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if header is None:
+                missing = [c for c in SOURCES_COLUMNS if c not in fields]
+                if missing:
+                    raise ValueError(f"{path}:{number}: the header lacks the column(s) "
+                                     f"{', '.join(missing)} (tab-separated: "
+                                     f"{' '.join(SOURCES_COLUMNS)}).")
+                header = fields
+                continue
+            if len(fields) != len(header):
+                raise ValueError(f"{path}:{number}: {len(fields)} tab-separated fields, "
+                                 f"expected {len(header)} ({', '.join(header)}).")
+            row = dict(zip(header, fields, strict=True))
+            try:
+                sources.append(Source(url=row["url"], sha256=row["sha256"],
+                                      size=int(row["bytes"]), path=row["path"] or None))
+            except ValueError as error:
+                raise ValueError(f"{path}:{number}: {error}") from None
+    check_unique(sources)
+    return sources
+
+
+def sources_from_config(settings: Mapping[str, Any]) -> list[Source]:
+    """The sources of the config's ``download`` block: its ``sources`` entries
+    (``url``, ``sha256``, ``size``, optional ``path``), then the rows of its
+    ``sources_tsv`` table (a path relative to the working directory), if any."""
+    sources = [Source(url=entry["url"], sha256=entry["sha256"], size=entry["size"],
+                      path=entry.get("path")) for entry in settings.get("sources") or []]
+    if settings.get("sources_tsv"):
+        sources.extend(read_sources(settings["sources_tsv"]))
+    check_unique(sources)
+    return sources
+
+
+def check_unique(sources: Iterable[Source]) -> None:
+    """Raise ``ValueError`` if two sources land on the same path (one would overwrite the
+    other)."""
+    seen: dict[str | None, str] = {}
+    for source in sources:
+        if source.path in seen:
+            raise ValueError(f"two sources land on {source.path}: {seen[source.path]} and "
+                             f"{source.url}.")
+        seen[source.path] = source.url
+
+
+def mirror_url(url: str, mirror: str | None) -> str:
+    """``url`` with its scheme and host (and port) replaced by those of ``mirror``, a base
+    URL whose path, if any, is put before the URL's path; ``None`` leaves it unchanged.
+
+    ``mirror_url("https://host/a/b.csv", "http://127.0.0.1:8000/data")`` is
+    ``"http://127.0.0.1:8000/data/a/b.csv"``.
+    """
+    if mirror is None:
+        return url
+    base = urlsplit(mirror)
+    if base.scheme not in ("http", "https") or not base.netloc:
+        raise ValueError(f"mirror {mirror!r} is not an http(s) base URL such as "
+                         "http://127.0.0.1:8000/data.")
+    parts = urlsplit(url)
+    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path,
+                       parts.query, parts.fragment))
+
+
+def fetch(source: Source, destination: str | os.PathLike[str], mirror: str | None = None,
+          timeout: float = 30.0) -> Path:
+    """The verified file of ``source`` at ``destination / source.path``, downloaded if it is
+    not already there.
+
+    A file already at the target with the declared size and sha256 is returned without any
+    network access. A wrong one is removed first (it is never kept as if it were the data).
+    The download goes into a temporary file beside the target, is checked for size, then
+    sha256, and only then renamed onto the target. ``timeout`` (seconds) bounds the wait for
+    the connection and for each read. Any failure raises :class:`DownloadError` naming the
+    URL requested, what was expected, what came and what to do; no file is left behind.
+    """
+    assert source.path is not None  # set by Source.__post_init__
+    target = Path(destination) / source.path
+    url = mirror_url(source.url, mirror)
+    stale = None
+    if target.is_file():
+        found = _mismatch(target, source)
+        if found is None:
+            log.info("%s: already present, %d bytes with sha256 %s", target, source.size,
+                     source.sha256)
+            return target
+        # Removed before the download so that a failure leaves nothing, never the wrong file.
+        target.unlink()
+        stale = f"The file that was at the target ({found[0]}) did not match and was removed."
+        log.warning("%s: %s", target, stale)
+    log.info("downloading %s to %s", url, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                            suffix=".part")
+    except OSError as error:
+        raise DownloadError(_message(url, target, source, _local_failure(error), stale)) from None
+    os.close(descriptor)
+    partial = Path(name)
+    try:
+        problem = _download(url, partial, timeout) or _mismatch(partial, source)
+        if problem is not None:
+            raise DownloadError(_message(url, target, source, problem, stale))
+        # mkstemp creates the file readable by its owner only; the data is not private.
+        os.chmod(partial, 0o644)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    log.info("%s: %d bytes with sha256 %s, as declared", target, source.size, source.sha256)
+    return target
+
+
+def _download(url: str, partial: Path, timeout: float) -> tuple[str, str] | None:
+    """Transfer ``url`` into ``partial``; on failure, (what came, what to do)."""
+    downloader = pooch.HTTPDownloader(timeout=timeout, progressbar=False)
+    try:
+        downloader(url, str(partial), None)
+    except requests.HTTPError as error:
+        response = error.response
+        return f"the server answered HTTP {response.status_code} {response.reason}", FIX_SERVER
+    except requests.RequestException as error:
+        if _timed_out(error):
+            return f"no answer within {timeout:g} s", FIX_TIMEOUT
+        if isinstance(error, requests.exceptions.ChunkedEncodingError):
+            received = partial.stat().st_size
+            return f"the connection broke after {received} bytes", FIX_TRUNCATED
+        if isinstance(error, requests.ConnectionError):
+            return f"no connection ({_reason(error)})", FIX_SERVER
+        return f"the request failed ({type(error).__name__}: {error})", FIX_SERVER
+    except OSError as error:
+        return _local_failure(error)
+    return None
+
+
+def _mismatch(path: Path, source: Source) -> tuple[str, str] | None:
+    """None if ``path`` has the declared size and sha256; else (what it is, what to do).
+    The size is checked first: it is free, and a wrong size needs no hashing."""
+    size = path.stat().st_size
+    if size != source.size:
+        return f"received {size} bytes", FIX_SIZE
+    digest = pooch.file_hash(str(path), alg="sha256")
+    if digest != source.sha256:
+        return f"received {size} bytes with sha256 {digest}", FIX_CHECKSUM
+    return None
+
+
+def _message(url: str, target: Path, source: Source, problem: tuple[str, str],
+             stale: str | None) -> str:
+    came, fix = problem
+    message = (f"download of {url} to {target} failed: {came}; expected {source.size} bytes "
+               f"with sha256 {source.sha256}. {fix}")
+    return f"{message} {stale}" if stale else message
+
+
+def _local_failure(error: OSError) -> tuple[str, str]:
+    return f"writing the file failed ({error.strerror or error})", FIX_LOCAL
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and every exception it wraps (requests nests urllib3's, which nest the
+    socket's), each once."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [*current.args, current.__cause__, current.__context__,
+                  getattr(current, "reason", None)]
+        pending.extend(e for e in nested if isinstance(e, BaseException))
+
+
+def _timed_out(error: requests.RequestException) -> bool:
+    # A timeout while reading the body reaches us as a ConnectionError wrapping urllib3's
+    # ReadTimeoutError, not as requests.Timeout.
+    return isinstance(error, requests.Timeout) or any(
+        isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError)
+        for e in _causes(error))
+
+
+def _reason(error: requests.RequestException) -> str:
+    """The operating system's words for a failed connection ("Connection refused")."""
+    for cause in _causes(error):
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+    return str(error)
