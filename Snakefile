@@ -34,6 +34,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/covariates.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/scarches.smk"

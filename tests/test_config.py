@@ -72,6 +72,18 @@ BAD_CONFIGS = [
     pytest.param("scaling.scvi.limit_train_batches", 0.5, "['limit_train_batches']",
                  id="scaling-fractional-batches"),
     pytest.param("scaling.warmup_cells", -1, "['warmup_cells']", id="scaling-negative-warmup"),
+    pytest.param("cellassign.min_accuracy", 1.5, "['min_accuracy']",
+                 id="cellassign-accuracy-above-1"),
+    pytest.param("cellassign.runtime_sizes", [50, 1071], "['runtime_sizes'][0]",
+                 id="cellassign-size-below-100"),
+    pytest.param("cellassign.peers", ["cellassign_r"], "'cellassign_r' is not one of",
+                 id="cellassign-unknown-peer"),
+    pytest.param("download.mirror", "ftp://mirror.example", "['mirror']",
+                 id="download-mirror-not-http"),
+    pytest.param("download.sources",
+                 [{"url": "https://example.org/a.csv", "sha256": "abc", "size": 3}],
+                 "['sha256']", id="download-short-sha256"),
+    pytest.param("download.timeout_s", 0, "['timeout_s']", id="download-timeout-0"),
 ]
 
 
