@@ -33,8 +33,8 @@ include: "workflow/rules/config.smk"
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
+include: "workflow/rules/common.smk"
 include: "workflow/rules/covariates.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/scarches.smk"

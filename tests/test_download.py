@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anndata as ad
 import pytest
 import yaml
 
@@ -33,7 +34,7 @@ from scprob.data.download import (
     read_sources,
     sources_from_config,
 )
-from tests.conftest import REPO, SHARED_DATA, SNAKEMAKE
+from tests.conftest import REPO, SHARED_DATA, SNAKEMAKE, run_snakemake
 
 SOURCES_TSV = SHARED_DATA / "sources.tsv"  # REPO.parent / "shared" / "data" / "sources.tsv"
 
@@ -363,3 +364,42 @@ def test_rule_downloads_declared_sources_and_stops_on_a_bad_checksum(
         f"received {chosen[0].size} bytes with sha256 {chosen[0].sha256}", FIX_CHECKSUM)
     assert f"scprob.data.download.DownloadError: {message}" in log
     assert files_under(workdir / "resources") == []
+
+
+@pytest.mark.workflow
+def test_real_panels_read_their_files_through_the_download_rule(
+        mirror: Mirror, tmp_path: Path) -> None:
+    """With the shared table declared and the real folders under resources/, the CellBench
+    and spacexr readers take their inputs from rule download_source, through the mirror."""
+    if not SNAKEMAKE.exists():
+        pytest.skip(f"no snakemake at {SNAKEMAKE}")
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    config["download"] = {"sources": [], "sources_tsv": str(SOURCES_TSV),
+                          "mirror": mirror.url, "timeout_s": 10}
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["cellassign"]["real"] = {**default["cellassign"]["real"], "technologies": ["dropseq"],
+                                    "folder": "resources/cellbench_lung_cell_lines"}
+    config["deconvolution"]["real"] = {**default["deconvolution"]["real"],
+                                       "folder": "resources/visium_hippocampus_spacexr"}
+    configfile = tmp_path / "real.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    targets = ["results/cellassign/data/cellbench_dropseq.h5ad",
+               "results/deconvolution/data/real/spots.h5ad"]
+    run = run_snakemake(workdir, *targets, configfiles=[configfile])
+    assert run.returncode == 0, run.stdout
+    fetched = sorted(str(path) for path in files_under(workdir / "resources"))
+    assert fetched == sorted([
+        "cellbench_lung_cell_lines/GENCODEv44_Gene_id2name.csv",
+        "cellbench_lung_cell_lines/marker_lists/tian_73_73_markers.yaml",
+        "cellbench_lung_cell_lines/sc_dropseq.count.csv.gz",
+        "cellbench_lung_cell_lines/sc_dropseq.metadata.csv.gz",
+        *(f"visium_hippocampus_spacexr/{name}" for name in (
+            "Reference/Visium_Ref/counts.csv", "Reference/Visium_Ref/cell_types.csv",
+            "Reference/Visium_Ref/nUMI.csv", "SpatialRNA/VisiumVignette/counts.csv",
+            "SpatialRNA/VisiumVignette/coords.csv", "SpatialRNA/VisiumVignette/nUMI.csv"))])
+    assert len(mirror.requests) == len(fetched)  # each file once, nothing else
+    cells = ad.read_h5ad(workdir / targets[0])
+    assert cells.n_obs == 210  # the Drop-seq singlets
+    assert set(cells.obs["cell_line"]) == {"H1975", "H2228", "HCC827"}

@@ -235,24 +235,51 @@ SPACEXR_FILES = {
 }
 
 
-def deconvolution_real_enabled():
-    """Whether the real panel runs: deconvolution.real is set and its folder exists (a
-    missing folder skips the panel with a warning naming it)."""
-    real = config["deconvolution"]["real"]
+def declared_downloads(folder, files):
+    """``{name: path}`` of a real data set's ``files`` (name -> path under ``folder``) when
+    ``folder`` lies under resources/ and every file is a declared download (rule
+    download_source fetches and checks it), else None."""
+    prefix = "resources/"
+    if not folder.startswith(prefix):
+        return None
+    paths = {name: f"{folder.rstrip('/')}/{path}" for name, path in files.items()}
+    if all(path[len(prefix) :] in DOWNLOAD_SOURCES for path in paths.values()):
+        return paths
+    return None
+
+
+def real_data_files(folder, files):
+    """A real data set's files: declared downloads under resources/, else the files under
+    ``folder`` (relative: to the repository root)."""
+    declared = declared_downloads(folder, files)
+    if declared is not None:
+        return declared
+    return {name: str(Path(workflow.basedir) / folder / path) for name, path in files.items()}
+
+
+def real_panel_enabled(section, files, panel):
+    """Whether a study's real panel runs: ``<section>.real`` is set and its files are
+    declared downloads or its folder exists (else the panel is skipped with a warning
+    naming the folder)."""
+    real = config[section]["real"]
     if real is None:
         return False
+    if declared_downloads(real["folder"], files(real)) is not None:
+        return True
     folder = Path(workflow.basedir) / real["folder"]
     if not folder.is_dir():
         logger.warning(
-            f"deconvolution.real.folder {folder} does not exist: the real-data panel is "
-            "skipped (../shared/data/README.md says where the pair comes from; set "
-            "deconvolution.real: null to silence this)."
+            f"{section}.real.folder {folder} does not exist and its files are not declared "
+            f"downloads: the {panel} is skipped (../shared/data/README.md says where the "
+            f"data come from; set {section}.real: null to silence this)."
         )
         return False
     return True
 
 
-DECONVOLUTION_REAL = deconvolution_real_enabled()
+DECONVOLUTION_REAL = real_panel_enabled(
+    "deconvolution", lambda real: SPACEXR_FILES, "real-data panel"
+)
 
 
 def deconvolution_real_setting(key):
@@ -261,10 +288,9 @@ def deconvolution_real_setting(key):
 
 
 def deconvolution_real_inputs(wildcards):
-    """The real pair's files, under deconvolution.real.folder (relative: to the
-    repository root)."""
-    folder = Path(workflow.basedir) / deconvolution_real_setting("folder")
-    return {name: str(folder / path) for name, path in SPACEXR_FILES.items()}
+    """The real pair's files (declared downloads, or under deconvolution.real.folder,
+    relative to the repository root))."""
+    return real_data_files(deconvolution_real_setting("folder"), SPACEXR_FILES)
 
 
 def deconvolution_real_runs():
@@ -528,24 +554,17 @@ CELLASSIGN_PEERS = ["scvi_tools"]
 CELLASSIGN_SIMULATED = ["follicular", "hgsc"]
 
 
-def cellassign_real_enabled():
-    """Whether the real panel runs: cellassign.real is set and its folder exists (a
-    missing folder skips the panel with a warning naming it)."""
-    real = config["cellassign"]["real"]
-    if real is None:
-        return False
-    folder = Path(workflow.basedir) / real["folder"]
-    if not folder.is_dir():
-        logger.warning(
-            f"cellassign.real.folder {folder} does not exist: the CellBench panel is "
-            "skipped (../shared/data/README.md says where the data come from; set "
-            "cellassign.real: null to silence this)."
-        )
-        return False
-    return True
+def cellbench_files(real):
+    """The CellBench files of every configured technology, the gene table and the marker
+    list, relative to cellassign.real.folder."""
+    files = {"gene_map": "GENCODEv44_Gene_id2name.csv", "markers": real["markers"]}
+    for technology in real["technologies"]:
+        files[f"{technology}_counts"] = f"sc_{technology}.count.csv.gz"
+        files[f"{technology}_metadata"] = f"sc_{technology}.metadata.csv.gz"
+    return files
 
 
-CELLASSIGN_REAL = cellassign_real_enabled()
+CELLASSIGN_REAL = real_panel_enabled("cellassign", cellbench_files, "CellBench panel")
 
 
 def cellassign_runtime_datasets():
@@ -586,16 +605,16 @@ def cellassign_design_key(wildcards):
 
 
 def cellassign_real_inputs(wildcards):
-    """The CellBench files of one technology and the marker list, under
-    cellassign.real.folder (relative: to the repository root)."""
+    """The CellBench files of one technology and the marker list (declared downloads, or
+    under cellassign.real.folder)."""
     real = config["cellassign"]["real"]
-    folder = Path(workflow.basedir) / real["folder"]
+    files = real_data_files(real["folder"], cellbench_files(real))
     technology = wildcards.technology
     return {
-        "counts": str(folder / f"sc_{technology}.count.csv.gz"),
-        "metadata": str(folder / f"sc_{technology}.metadata.csv.gz"),
-        "gene_map": str(folder / "GENCODEv44_Gene_id2name.csv"),
-        "markers": str(folder / real["markers"]),
+        "counts": files[f"{technology}_counts"],
+        "metadata": files[f"{technology}_metadata"],
+        "gene_map": files["gene_map"],
+        "markers": files["markers"],
     }
 
 
