@@ -295,3 +295,7 @@ def test_a_small_data_set_still_takes_min_steps_per_epoch(monkeypatch) -> None:
     steps.clear()
     model.train(max_epochs=1, batch_size=100, min_steps_per_epoch=7, enable_progress_bar=False)
     assert len(steps) == 9 and sum(steps) == 270 * 3  # the 270 cells, three times
+    # Fewer training cells than a minibatch: steps of 270 cells, not of 500 with repeats.
+    steps.clear()
+    model.train(max_epochs=1, batch_size=500, min_steps_per_epoch=4, enable_progress_bar=False)
+    assert steps == [270] * 4

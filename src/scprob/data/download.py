@@ -71,13 +71,11 @@ class Source:
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
             raise ValueError(f"source {self.url}: size {self.size!r} is not a byte count.")
         path = self.path if self.path is not None else unquote(parts.path).lstrip("/")
-        relative = PurePosixPath(path)
-        if (not path or relative.is_absolute() or "\\" in path
-                or any(part in ("..", ".") for part in path.split("/"))):
+        if not _inside_folder(path):
             raise ValueError(f"source {self.url}: path {path!r} must be relative, inside the "
                              "destination folder (no '..', no leading '/').")
         object.__setattr__(self, "sha256", sha256)
-        object.__setattr__(self, "path", str(relative))
+        object.__setattr__(self, "path", str(PurePosixPath(path)))
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as plain values (what a Snakemake ``params`` entry carries)."""
@@ -96,24 +94,31 @@ def read_sources(path: str | os.PathLike[str]) -> list[Source]:
                 continue
             fields = line.split("\t")
             if header is None:
-                missing = [c for c in SOURCES_COLUMNS if c not in fields]
-                if missing:
-                    raise ValueError(f"{path}:{number}: the header lacks the column(s) "
-                                     f"{', '.join(missing)} (tab-separated: "
-                                     f"{' '.join(SOURCES_COLUMNS)}).")
-                header = fields
+                header = _sources_header(fields, f"{path}:{number}")
                 continue
-            if len(fields) != len(header):
-                raise ValueError(f"{path}:{number}: {len(fields)} tab-separated fields, "
-                                 f"expected {len(header)} ({', '.join(header)}).")
-            row = dict(zip(header, fields, strict=True))
-            try:
-                sources.append(Source(url=row["url"], sha256=row["sha256"],
-                                      size=int(row["bytes"]), path=row["path"] or None))
-            except ValueError as error:
-                raise ValueError(f"{path}:{number}: {error}") from None
+            sources.append(_source_row(header, fields, f"{path}:{number}"))
     check_unique(sources)
     return sources
+
+
+def _sources_header(fields: list[str], where: str) -> list[str]:
+    missing = [c for c in SOURCES_COLUMNS if c not in fields]
+    if missing:
+        raise ValueError(f"{where}: the header lacks the column(s) {', '.join(missing)} "
+                         f"(tab-separated: {' '.join(SOURCES_COLUMNS)}).")
+    return fields
+
+
+def _source_row(header: list[str], fields: list[str], where: str) -> Source:
+    if len(fields) != len(header):
+        raise ValueError(f"{where}: {len(fields)} tab-separated fields, expected "
+                         f"{len(header)} ({', '.join(header)}).")
+    row = dict(zip(header, fields, strict=True))
+    try:
+        return Source(url=row["url"], sha256=row["sha256"], size=int(row["bytes"]),
+                      path=row["path"] or None)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 def sources_from_config(settings: Mapping[str, Any]) -> list[Source]:
@@ -126,6 +131,13 @@ def sources_from_config(settings: Mapping[str, Any]) -> list[Source]:
         sources.extend(read_sources(settings["sources_tsv"]))
     check_unique(sources)
     return sources
+
+
+def _inside_folder(path: str) -> bool:
+    """Whether ``path`` is relative and stays inside the folder it is joined to."""
+    if not path or "\\" in path or PurePosixPath(path).is_absolute():
+        return False
+    return not any(part in ("..", ".") for part in path.split("/"))
 
 
 def check_unique(sources: Iterable[Source]) -> None:

@@ -386,8 +386,7 @@ def read_marker_yaml(path: str | Path) -> pd.DataFrame:
     genes in order of first mention."""
     path = _require_file(path)
     table = yaml.safe_load(path.read_text())
-    if not isinstance(table, dict) or not table or not all(
-            isinstance(genes, list) and genes for genes in table.values()):
+    if not _is_marker_table(table):
         raise ValueError(f"{str(path)!r} is not a marker list: it must map each cell type "
                          "to a non-empty list of marker genes.")
     genes = list(dict.fromkeys(str(g) for markers in table.values() for g in markers))
@@ -396,6 +395,13 @@ def read_marker_yaml(path: str | Path) -> pd.DataFrame:
     for cell_type, markers in table.items():
         rho.loc[[str(g) for g in markers], str(cell_type)] = 1
     return rho
+
+
+def _is_marker_table(table: object) -> bool:
+    """Whether a parsed YAML document maps each of at least one type to a non-empty list."""
+    if not isinstance(table, dict) or not table:
+        return False
+    return all(isinstance(genes, list) and len(genes) > 0 for genes in table.values())
 
 
 def _strip_version(ids: pd.Index) -> pd.Index:

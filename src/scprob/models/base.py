@@ -161,7 +161,8 @@ class BaseModel:
         """Fit the module by maximising the ELBO on ``train_size`` of the cells; the rest
         are held out for validation (and early stopping on their ELBO). An epoch takes at
         least ``min_steps_per_epoch`` minibatches, cycling the training cells of a small
-        data set (1,000 cells in minibatches of 1,024 would otherwise be one step)."""
+        data set (1,000 cells in minibatches of 1,024 would otherwise be one step); a data
+        set smaller than ``batch_size`` steps on as many cells as it has for training."""
         seed = self.seed if seed is None else seed
         torch.manual_seed(seed)  # dropout and the reparametrisation noise
         data = self.cell_data()
@@ -170,8 +171,11 @@ class BaseModel:
         if len(self.train_indices) < 3:
             raise ValueError(
                 f"only {len(self.train_indices)} training cells: a model needs at least 3.")
-        repeats = max(1, -(-min_steps_per_epoch * batch_size // len(self.train_indices)))
-        train_loader = MinibatchLoader(data, np.tile(self.train_indices, repeats), batch_size,
+        # A data set smaller than a minibatch steps on as many cells as it has training
+        # cells, not on a minibatch-sized draw of repeats: the step costs what the data hold.
+        step_size = min(batch_size, len(self.train_indices))
+        repeats = max(1, -(-min_steps_per_epoch * step_size // len(self.train_indices)))
+        train_loader = MinibatchLoader(data, np.tile(self.train_indices, repeats), step_size,
                                        True, seed)
         validation_loader = (
             MinibatchLoader(data, self.validation_indices, max(batch_size, 1024))
