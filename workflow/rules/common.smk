@@ -289,7 +289,7 @@ def deconvolution_real_setting(key):
 
 def deconvolution_real_inputs(wildcards):
     """The real pair's files (declared downloads, or under deconvolution.real.folder,
-    relative to the repository root))."""
+    relative to the repository root)."""
     return real_data_files(deconvolution_real_setting("folder"), SPACEXR_FILES)
 
 
