@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 # As the workflow does (Snakefile): sleeping OpenMP waiters, read when torch loads OpenMP.
@@ -24,6 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TEST_CONFIG = REPO / "config" / "test.yaml"
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes, to compare with a recorded checksum."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_snakemake(workdir: Path, *args: str, configfiles: Sequence[Path] = (TEST_CONFIG,)

@@ -4,7 +4,6 @@ checksums), the tumour-like simulators on them, and the real CellBench cell line
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -22,15 +21,11 @@ from scprob.data.simulate.tumour_markers import (
     simulate_hgsc,
 )
 
-from .conftest import REPO
+from .conftest import REPO, sha256_file
 
 MARKERS = REPO / "config" / "markers"
 CELLBENCH = "cellbench_lung_cell_lines"
 TRAIN = {"max_epochs": 400, "batch_size": 1024, "lr": 1e-2}
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_marker_lists_match_the_checksums_of_their_readme() -> None:
@@ -38,7 +33,7 @@ def test_marker_lists_match_the_checksums_of_their_readme() -> None:
                                (MARKERS / "README.md").read_text(), flags=re.M))
     assert sorted(recorded) == sorted(p.name for p in MARKERS.glob("*.yaml"))
     for name, digest in recorded.items():
-        assert _sha256(MARKERS / name) == digest, name
+        assert sha256_file(MARKERS / name) == digest, name
 
 
 def test_read_marker_yaml_builds_the_binary_matrix(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ peers) and on a config that downloads fixture sdists."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import re
 import subprocess
@@ -31,7 +30,7 @@ from scprob.bench.complexity import (
     recorded_group,
     resolve_files,
 )
-from tests.conftest import REPO, SNAKEMAKE, TEST_CONFIG, run_snakemake
+from tests.conftest import REPO, SNAKEMAKE, TEST_CONFIG, run_snakemake, sha256_file
 
 # SLOC 11 (the two-line docstring and the comment are not source lines); blocks: plain
 # (CC 1) and branchy (1 + if + elif + for = 4).
@@ -124,10 +123,6 @@ def fixture_sdist(folder: Path, name: str, version: str = "0.1") -> Path:
     })
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # radon's numbers ------------------------------------------------------------------------
 
 
@@ -196,7 +191,7 @@ def test_sdist_files_are_read_from_the_tar_gz(tmp_path: Path) -> None:
 def test_download_from_a_local_folder_checks_and_moves_the_sdist(tmp_path: Path) -> None:
     source = fixture_sdist(tmp_path / "index", "fixture-peer")
     target = tmp_path / "resources" / source.name
-    written = download_sdist("fixture-peer", "0.1", source.name, sha256(source), target,
+    written = download_sdist("fixture-peer", "0.1", source.name, sha256_file(source), target,
                              find_links=str(tmp_path / "index"))
     assert written == target and target.read_bytes() == source.read_bytes()
     assert [p.name for p in target.parent.iterdir()] == [source.name]
@@ -210,7 +205,7 @@ def test_checksum_mismatch_names_both_and_leaves_no_file(tmp_path: Path) -> None
         download_sdist("fixture-peer", "0.1", source.name, wrong, target,
                        find_links=str(tmp_path / "index"))
     message = str(error.value)
-    assert f"sha256 {sha256(source)} does not match the recorded {wrong}" in message
+    assert f"sha256 {sha256_file(source)} does not match the recorded {wrong}" in message
     assert "record its sha256" in message
     assert list(target.parent.iterdir()) == []  # no sdist, no temporary folder
 
@@ -345,7 +340,7 @@ def test_peer_run_downloads_and_measures_the_sdists(tmp_path: Path) -> None:
     for key, name in (("scvi_tools", "fixture-reimpl"), ("stereoscope", "fixture-orig")):
         sdist = fixture_sdist(index, name)
         peer = settings["peers"][key]
-        peer.update(package=name, version="0.1", sdist=sdist.name, sha256=sha256(sdist))
+        peer.update(package=name, version="0.1", sdist=sdist.name, sha256=sha256_file(sdist))
         for group in peer["groups"].values():
             group["files"] = ["pkg/a.py"] if group is peer["groups"].get(
                 "Stereoscope core") else ["pkg/"]

@@ -34,7 +34,7 @@ from scprob.data.download import (
     read_sources,
     sources_from_config,
 )
-from tests.conftest import REPO, SHARED_DATA, SNAKEMAKE, run_snakemake
+from tests.conftest import REPO, SHARED_DATA, SNAKEMAKE, run_snakemake, sha256_file
 
 SOURCES_TSV = SHARED_DATA / "sources.tsv"  # REPO.parent / "shared" / "data" / "sources.tsv"
 
@@ -48,10 +48,6 @@ STALL_S = 5.0  # far beyond the tests' 1 s timeout; the fixture wakes the handle
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return sha256(path.read_bytes())
 
 
 def files_under(folder: Path) -> list[Path]:
