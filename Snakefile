@@ -35,22 +35,16 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/download.smk"
 include: "workflow/rules/common.smk"
-include: "workflow/rules/covariates.smk"
-include: "workflow/rules/scaling.smk"
-include: "workflow/rules/scarches.smk"
-include: "workflow/rules/benchmarks.smk"
-include: "workflow/rules/complexity.smk"
-include: "workflow/rules/deconvolution.smk"
-include: "workflow/rules/cellassign.smk"
+
+
+# The rule files of the configured studies (config `studies`); the benchmarks train on the
+# runtime study's subsamples, so they bring its rules along.
+for study in rules_needed(config["studies"]):
+
+    include: f"workflow/rules/{study}.smk"
 
 
 rule all:
     input:
-        covariates_targets(),
-        scaling_targets(),
-        scarches_targets(),
-        benchmark_targets(),
-        complexity_targets(),
-        deconvolution_targets(),
-        cellassign_targets(),
+        [study_targets(study) for study in config["studies"]],
     default_target: True

@@ -226,3 +226,88 @@ def test_configfiles_merge_in_order_and_config_overrides_them(tmp_path: Path) ->
     returncode, output = dry_run(tmp_path, REPO / "config" / "test.yaml",
                                  extra=["--config", "seed=-1"])
     assert returncode != 0 and "['seed']" in output
+
+
+# Studies and data sources -----------------------------------------------------------------
+
+
+def only_studies(config: dict[str, Any], studies: list[str]) -> dict[str, Any]:
+    """``config`` running ``studies`` alone, without the settings blocks of the others."""
+    kept = {"seed", "download", *studies}
+    return {**{k: v for k, v in config.items() if k in kept}, "studies": studies}
+
+
+def test_a_run_of_some_studies_needs_only_their_blocks_and_plans_only_their_jobs(
+        tmp_path: Path) -> None:
+    config = tmp_path / "some.yaml"
+    config.write_text(yaml.safe_dump(only_studies(load("test.yaml"), ["benchmarks",
+                                                                      "scaling"])))
+    returncode, output = dry_run(tmp_path, config)
+    assert returncode == 0, output
+    assert "benchmark_throughput" in output and "simulate_heart_atlas" in output
+    for rule in ("simulate_wing_disc", "simulate_scarches", "annotate_cells",
+                 "deconvolve_spots"):
+        assert rule not in output
+
+
+@pytest.mark.parametrize(("studies", "missing"), [
+    (["covariates"], "covariates"),
+    # The benchmarks train on the runtime study's subsamples.
+    (["benchmarks"], "scaling"),
+])
+def test_a_listed_study_without_its_block_is_named(tmp_path: Path, studies: list[str],
+                                                   missing: str) -> None:
+    config = only_studies(load("test.yaml"), studies)
+    config.pop(missing, None)
+    path = tmp_path / "missing.yaml"
+    path.write_text(yaml.safe_dump(config))
+    returncode, output = dry_run(tmp_path, path)
+    assert returncode != 0
+    assert f"it leaves out {missing}." in output
+
+
+def test_unknown_study_is_rejected() -> None:
+    with pytest.raises(WorkflowError) as error:
+        validate(set_key(load("config.yaml"), "studies", ["scarches", "umap"]), str(SCHEMA))
+    assert "'umap' is not one of" in str(error.value)
+
+
+@pytest.mark.parametrize(("dotted", "message"), [
+    ("scarches", "scarches needs exactly one of scarches.simulate and scarches.real: set "
+                 "the other to null."),
+    ("deconvolution", "deconvolution.simulate and deconvolution.real are both null: the "
+                      "study has no data. Set one of them."),
+    ("cellassign", "the CellAssign study has no data: cellassign.simulated is null and the "
+                   "CellBench panel does not run (cellassign.real). Set one of them."),
+])
+def test_a_study_without_data_stops_the_run(tmp_path: Path, dotted: str,
+                                            message: str) -> None:
+    config = only_studies(load("test.yaml"), [dotted])
+    source = "simulated" if dotted == "cellassign" else "simulate"
+    config[dotted][source] = None
+    config[dotted]["real"] = None
+    path = tmp_path / "nodata.yaml"
+    path.write_text(yaml.safe_dump(config))
+    returncode, output = dry_run(tmp_path, path)
+    assert returncode != 0
+    assert message in output
+
+
+def test_real_config_plans_every_real_panel_from_declared_downloads(tmp_path: Path) -> None:
+    """config/real.yaml: the three studies with real data, every input a download of the
+    repository's sources table, no simulation."""
+    real = load("real.yaml")
+    validate(real, str(SCHEMA))
+    returncode, output = dry_run(tmp_path, REPO / "config" / "real.yaml")
+    assert returncode == 0, output
+    for rule in ("download_source", "read_cite_seq_pair", "train_totalvi_scarches",
+                 "map_query_scarches", "evaluate_reference_totalvi", "read_cellbench",
+                 "figures_cellassign_real", "read_spacexr_pair", "figures_deconvolution_real"):
+        assert f"rule {rule}:" in output, rule
+    for rule in ("simulate_scarches", "simulate_hippocampus", "simulate_tumour_markers",
+                 "simulate_pbmc_markers", "cellassign_ablation", "figures_cellassign:"):
+        assert f"rule {rule}" not in output, rule
+    # The PBMC pair (3 files), the CellBench pair of technologies with the gene table and
+    # the marker list (6), the spacexr pair (6); not the table's other files.
+    assert output.count("rule download_source:") == 15
+    assert "resources/pbmc_cite_seq_10x/pbmc_10k_protein_v3.h5ad" not in output

@@ -18,6 +18,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import anndata as ad
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -217,6 +219,53 @@ def test_every_source_fetched_through_the_mirror_then_a_rerun_requests_nothing(
     assert mirror.requests == []
 
 
+def test_unpublished_checksum_is_recorded_at_the_first_fetch_and_checked_after(
+        sources: list[Source], mirror: Mirror, tmp_path: Path) -> None:
+    """A source without a published sha256 (or size): the first fetch records both beside
+    the file; a later fetch (the file gone) must match the record, not just any file."""
+    real = sources[-1]
+    unpublished = Source(real.url, None, None, real.path)
+    target = fetch(unpublished, tmp_path, mirror=mirror.url, timeout=10)
+    assert sha256_file(target) == real.sha256
+    record = tmp_path / f"{real.path}.sha256"
+    assert record.read_text() == f"{real.sha256}  {real.size}  {real.url}\n"
+    assert fetch(unpublished, tmp_path, mirror=mirror.url, timeout=10) == target
+    assert len(mirror.requests) == 1  # the second call found the recorded file in place
+
+    # The file is lost and the server now sends another one under the same URL.
+    target.unlink()
+    other = sources[-2]
+    moved = Source(other.url, None, None, real.path)
+    with pytest.raises(DownloadError) as caught:
+        fetch(moved, tmp_path, mirror=mirror.url, timeout=10)
+    recorded = Source(other.url, real.sha256, real.size, real.path)
+    assert str(caught.value) == expected_failure(
+        mirror_url(other.url, mirror.url), target, recorded, f"received {other.size} bytes",
+        FIX_SIZE)
+    assert not target.exists() and record.is_file()
+
+
+def test_unpublished_checksum_with_a_wrong_size_records_nothing(
+        sources: list[Source], mirror: Mirror, tmp_path: Path) -> None:
+    real = sources[-1]
+    declared = Source(real.url, None, real.size + 1, real.path)
+    with pytest.raises(DownloadError) as caught:
+        fetch(declared, tmp_path, mirror=mirror.url, timeout=10)
+    assert str(caught.value) == (
+        f"download of {mirror_url(real.url, mirror.url)} to {tmp_path / real.path} failed: "
+        f"received {real.size} bytes; expected {real.size + 1} bytes (no published sha256). "
+        f"{FIX_SIZE}")
+    assert files_under(tmp_path) == []
+
+
+def test_sources_table_rows_without_checksum(tmp_path: Path) -> None:
+    table = tmp_path / "sources.tsv"
+    table.write_text("path\turl\tsha256\tbytes\n"
+                     "a/b.h5ad\thttps://figshare.com/ndownloader/files/1\t\t\n")
+    assert read_sources(table) == [
+        Source("https://figshare.com/ndownloader/files/1", None, None, "a/b.h5ad")]
+
+
 def test_checksum_mismatch(sources: list[Source], mirror: Mirror, tmp_path: Path) -> None:
     real = sources[-1]
     wrong = Source(real.url, "0" * 64, real.size, path=real.path)
@@ -399,3 +448,85 @@ def test_real_panels_read_their_files_through_the_download_rule(
     cells = ad.read_h5ad(workdir / targets[0])
     assert cells.n_obs == 210  # the Drop-seq singlets
     assert set(cells.obs["cell_line"]) == {"H1975", "H2228", "HCC827"}
+
+
+def test_repository_sources_table_is_the_shared_one(sources: list[Source]) -> None:
+    """config/real.yaml's table declares exactly the shared files, so the mirror below
+    serves what a run from the original URLs would fetch."""
+    assert read_sources(REPO / "config" / "real_sources.tsv") == sources
+
+
+REAL_OUTPUTS = [
+    *(f"results/scarches/tables/{name}.csv" for name in (
+        "label_transfer_scores", "confusion_scarches", "confusion_de_novo", "agreement",
+        "rare_subsets", "runtime", "summary", "claim_check", "reference_clusters",
+        "reference_protein_foreground", "reference_training_history",
+        "query_training_history", "de_novo_training_history")),
+    *(f"results/scarches/figures/{stem}.{ext}" for stem in (
+        "fig3b_umap_labels", "fig3c_umap_dataset", "fig3d_confusion_scarches",
+        "fig3f_g_rare_subsets", "fig3h_agreement", "runtime", "reference_totalvi")
+      for ext in ("png", "pdf")),
+    *(f"results/cellassign/tables/{name}.csv"
+      for name in ("scores", "confusion", "agreement", "claim_check")),
+    "results/cellassign/figures/cellbench_confusion.png",
+    "results/cellassign/figures/cellbench_confusion.pdf",
+    "results/deconvolution/figures/fig5g_real_proportion_maps.png",
+    "results/deconvolution/figures/fig5g_real_proportion_maps.pdf",
+    "results/deconvolution/proportions/real/scprob_100_1000.csv",
+]
+
+
+@pytest.mark.workflow
+def test_real_config_runs_end_to_end_through_the_mirror(mirror: Mirror,
+                                                        tmp_path: Path) -> None:
+    """`snakemake --configfile config/real.yaml` with the mirror setting: every real
+    figure and table, results that recover each truth, each file fetched once, and a
+    second run with nothing to do."""
+    if not SNAKEMAKE.exists():
+        pytest.skip(f"no snakemake at {SNAKEMAKE}")
+    config = yaml.safe_load((REPO / "config" / "real.yaml").read_text())
+    config["download"]["mirror"] = mirror.url
+    configfile = tmp_path / "real.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    run = run_snakemake(workdir, configfiles=[configfile])
+    assert run.returncode == 0, run.stdout[-5000:]
+    missing = [path for path in REAL_OUTPUTS if not (workdir / path).is_file()]
+    assert missing == []
+    assert len(mirror.requests) == len(set(mirror.requests)) == 15
+    results = workdir / "results"
+
+    # scArches: both labellings recover the ADT-gated types of the held-out query donor.
+    scores = pd.read_csv(results / "scarches/tables/label_transfer_scores.csv")
+    against_truth = scores[scores["compared_with"] == "truth"].set_index("method")
+    assert against_truth["accuracy"].min() >= 0.9
+    assert set(against_truth["n_cells"]) == {187}
+    claims = pd.read_csv(results / "scarches/tables/claim_check.csv").set_index("claim")
+    assert claims.loc["mapping the query leaves the reference latents unchanged", "holds"]
+    # The reference model alone: its latent space and protein background follow the types.
+    clusters = pd.read_csv(results / "scarches/tables/reference_clusters.csv").iloc[0]
+    assert clusters["n_types"] == 5 and clusters["nmi"] >= 0.5
+    foreground = pd.read_csv(results / "scarches/tables/reference_protein_foreground.csv",
+                             index_col="cell_type")
+    for marker, cell_type in (("CD19_TotalSeqB", "B"), ("CD14_TotalSeqB", "Monocyte"),
+                              ("CD8a_TotalSeqB", "CD8 T")):
+        assert foreground.loc[cell_type, marker] >= 0.9
+        assert foreground.drop(index=cell_type)[marker].max() <= 0.1
+
+    # CellAssign: the genotype truth of both technologies, and every claim.
+    cellassign = pd.read_csv(results / "cellassign/tables/scores.csv")
+    ours = cellassign[cellassign["method"] == "scprob"].set_index("dataset")
+    assert ours.loc[["cellbench_celseq2", "cellbench_dropseq"], "accuracy"].min() >= 0.95
+    assert pd.read_csv(results / "cellassign/tables/claim_check.csv")["holds"].all()
+
+    # Stereoscope: a proportion per spot and type of the real section, each row summing to 1.
+    proportions = pd.read_csv(results / "deconvolution/proportions/real/scprob_100_1000.csv",
+                              index_col=0)
+    assert proportions.shape[0] == 313
+    assert np.allclose(proportions.sum(axis=1), 1.0, atol=1e-4)
+
+    mirror.requests.clear()
+    again = run_snakemake(workdir, "-n", configfiles=[configfile])
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout
+    assert mirror.requests == []

@@ -1,11 +1,52 @@
 # Helpers shared by the rule files (names, paths, the targets of each study).
 # Rule files hold rules only; anything computed lives here.
 
+import os
 import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
+
+
+# Every study, in the order its rules are read; config `studies` picks from these.
+STUDIES = [
+    "covariates",
+    "scaling",
+    "scarches",
+    "benchmarks",
+    "complexity",
+    "deconvolution",
+    "cellassign",
+]
+# Studies whose jobs read another study's outputs.
+STUDY_NEEDS = {"benchmarks": ["scaling"]}
+
+
+def rules_needed(studies):
+    """The studies whose rule files a run of ``studies`` reads, in STUDIES order."""
+    needed = set(studies)
+    for study in studies:
+        needed.update(STUDY_NEEDS.get(study, []))
+    return [study for study in STUDIES if study in needed]
+
+
+def study_included(study):
+    """Whether the run reads ``study``'s rules (its settings are then checked up front)."""
+    return study in rules_needed(config["studies"])
+
+
+def study_targets(study):
+    """Every final output of one study (its ``*_targets`` function, defined below)."""
+    return {
+        "covariates": covariates_targets,
+        "scaling": scaling_targets,
+        "scarches": scarches_targets,
+        "benchmarks": benchmark_targets,
+        "complexity": complexity_targets,
+        "deconvolution": deconvolution_targets,
+        "cellassign": cellassign_targets,
+    }[study]()
 
 
 def every_core():
@@ -139,7 +180,8 @@ def check_scaling_config(scaling):
         )
 
 
-check_scaling_config(config["scaling"])
+if study_included("scaling"):
+    check_scaling_config(config["scaling"])
 
 
 def scaling_sizes():
@@ -203,7 +245,15 @@ def deconvolution_run_keys():
 
 
 def check_deconvolution_config(settings):
-    """Every claim target and the map need a configured run; a ValueError names the key."""
+    """Every claim target and the map need a configured run, and a run without the
+    simulation needs the real pair; a ValueError names the key."""
+    if settings["simulate"] is None:
+        if settings["real"] is None:
+            raise ValueError(
+                "deconvolution.simulate and deconvolution.real are both null: the study has "
+                "no data. Set one of them."
+            )
+        return
     runs = {
         (rna, spatial)
         for rna in settings["rna_epochs"]
@@ -218,7 +268,8 @@ def check_deconvolution_config(settings):
             )
 
 
-check_deconvolution_config(config["deconvolution"])
+if study_included("deconvolution"):
+    check_deconvolution_config(config["deconvolution"])
 
 
 # The peers the study can run (scprob.bench.deconvolution.PEERS), and the data sets.
@@ -240,9 +291,10 @@ def declared_downloads(folder, files):
     ``folder`` lies under resources/ and every file is a declared download (rule
     download_source fetches and checks it), else None."""
     prefix = "resources/"
+    folder = os.path.join(folder, "")  # one trailing separator
     if not folder.startswith(prefix):
         return None
-    paths = {name: f"{folder.rstrip('/')}/{path}" for name, path in files.items()}
+    paths = {name: f"{folder}{path}" for name, path in files.items()}
     if all(path[len(prefix) :] in DOWNLOAD_SOURCES for path in paths.values()):
         return paths
     return None
@@ -277,7 +329,7 @@ def real_panel_enabled(section, files, panel):
     return True
 
 
-DECONVOLUTION_REAL = real_panel_enabled(
+DECONVOLUTION_REAL = study_included("deconvolution") and real_panel_enabled(
     "deconvolution", lambda real: SPACEXR_FILES, "real-data panel"
 )
 
@@ -368,7 +420,27 @@ def deconvolution_map_labels():
 
 
 def deconvolution_targets():
-    """Every final output of the deconvolution study."""
+    """Every final output of the deconvolution study: the simulated panels (unless
+    deconvolution.simulate is null) and the real one (when it runs)."""
+    return (
+        deconvolution_simulated_targets() if config["deconvolution"]["simulate"] else []
+    ) + (
+        []
+        if not DECONVOLUTION_REAL
+        else [
+            "results/deconvolution/figures/fig5g_real_proportion_maps.png",
+            "results/deconvolution/figures/fig5g_real_proportion_maps.pdf",
+            # Ours against each peer: nothing to compare without one.
+            *(
+                ["results/deconvolution/tables/real_agreement.csv"]
+                if config["deconvolution"]["peers"]
+                else []
+            ),
+        ]
+    )
+
+
+def deconvolution_simulated_targets():
     return [
         "results/deconvolution/tables/accuracy.csv",
         "results/deconvolution/tables/convergence.csv",
@@ -380,15 +452,7 @@ def deconvolution_targets():
         "results/deconvolution/figures/supp_fig5_convergence.pdf",
         "results/deconvolution/figures/fig5_per_type_spearman.png",
         "results/deconvolution/figures/fig5_per_type_spearman.pdf",
-    ] + (
-        []
-        if not DECONVOLUTION_REAL
-        else [
-            "results/deconvolution/figures/fig5g_real_proportion_maps.png",
-            "results/deconvolution/figures/fig5g_real_proportion_maps.pdf",
-            "results/deconvolution/tables/real_agreement.csv",
-        ]
-    )
+    ]
 
 
 # Paper Fig. 3 (scArches label-transfer study) ------------------------------------------
@@ -399,6 +463,43 @@ SCARCHES_FITS = ["reference", "de_novo"]
 SCARCHES_METHODS = ["scarches", "de_novo"]
 # The query's conditions in the order of the figure (scprob.data.simulate.cite_seq).
 SCARCHES_CONDITIONS = ["healthy", "moderate", "severe"]
+# The real pair's files, keyed as the reader's inputs, relative to scarches.real.folder.
+def scarches_real_files(real):
+    return {
+        "reference_rna": real["reference_rna"],
+        "reference_proteins": real["reference_proteins"],
+        "query": real["query_h5ad"],
+    }
+
+
+def check_scarches_config(settings):
+    """Exactly one data source, simulated or real; a ValueError names the keys."""
+    if (settings["simulate"] is None) == (settings["real"] is None):
+        raise ValueError(
+            "scarches needs exactly one of scarches.simulate and scarches.real: set the "
+            "other to null."
+        )
+
+
+if study_included("scarches"):
+    check_scarches_config(config["scarches"])
+# Real CITE-seq data instead of the simulation (its files must exist: no simulated fallback).
+SCARCHES_REAL = study_included("scarches") and config["scarches"]["real"] is not None
+
+
+def scarches_real_inputs(wildcards):
+    """The real reference's CSVs and the query h5ad (declared downloads, or under
+    scarches.real.folder)."""
+    real = config["scarches"]["real"]
+    return real_data_files(real["folder"], scarches_real_files(real))
+
+
+def scarches_conditions():
+    """The query's conditions in the figure's order: the simulated COVID-19 ones, or the
+    real query's healthy donor."""
+    return ["healthy"] if SCARCHES_REAL else SCARCHES_CONDITIONS
+
+
 # The panels of the figures rule, by file stem.
 SCARCHES_FIGURES = [
     "fig3b_umap_labels",
@@ -408,6 +509,8 @@ SCARCHES_FIGURES = [
     "fig3h_agreement",
     "runtime",
 ]
+# The reference model's own figure (rule evaluate_reference_totalvi).
+SCARCHES_REFERENCE_FIGURES = ["reference_totalvi"]
 
 
 def scarches_fit_inputs(wildcards):
@@ -435,11 +538,13 @@ def scarches_targets():
                 "reference_training_history",
                 "query_training_history",
                 "de_novo_training_history",
+                "reference_clusters",
+                "reference_protein_foreground",
             ],
         ),
         *expand(
             "results/scarches/figures/{stem}.{ext}",
-            stem=SCARCHES_FIGURES,
+            stem=[*SCARCHES_FIGURES, *SCARCHES_REFERENCE_FIGURES],
             ext=["png", "pdf"],
         ),
     ]
@@ -551,7 +656,12 @@ def complexity_targets():
 CELLASSIGN_METHODS = ["scprob", "marker_sum"]
 # The peers the study can run (scprob.bench.cellassign.PEERS).
 CELLASSIGN_PEERS = ["scvi_tools"]
-CELLASSIGN_SIMULATED = ["follicular", "hgsc"]
+# The simulated panels (tumour-like data sets, the runtime series, the ablation) run unless
+# cellassign.simulated is null.
+CELLASSIGN_SIMULATED_PANELS = (
+    study_included("cellassign") and config["cellassign"]["simulated"] is not None
+)
+CELLASSIGN_SIMULATED = ["follicular", "hgsc"] if CELLASSIGN_SIMULATED_PANELS else []
 
 
 def cellbench_files(real):
@@ -564,11 +674,15 @@ def cellbench_files(real):
     return files
 
 
-CELLASSIGN_REAL = real_panel_enabled("cellassign", cellbench_files, "CellBench panel")
+CELLASSIGN_REAL = study_included("cellassign") and real_panel_enabled(
+    "cellassign", cellbench_files, "CellBench panel"
+)
 
 
 def cellassign_runtime_datasets():
     """The runtime panel's data sets by name, ``{"pbmc_1071": 1071, ...}``, smallest first."""
+    if not CELLASSIGN_SIMULATED_PANELS:
+        return {}
     return {f"pbmc_{n}": n for n in sorted(config["cellassign"]["runtime_sizes"])}
 
 
@@ -600,7 +714,7 @@ def cellassign_markers(wildcards):
 
 def cellassign_design_key(wildcards):
     """The obs column of a data set's design covariate (None: no design)."""
-    simulated = config["cellassign"]["simulated"].get(wildcards.dataset)
+    simulated = (config["cellassign"]["simulated"] or {}).get(wildcards.dataset)
     return None if simulated is None else simulated["design_key"]
 
 
@@ -657,12 +771,19 @@ CELLASSIGN_FIGURES = [
 
 
 def cellassign_targets():
-    """Every final output of the CellAssign study."""
-    figures = CELLASSIGN_FIGURES + (["cellbench_confusion"] if CELLASSIGN_REAL else [])
+    """Every final output of the CellAssign study: its simulated panels (unless
+    cellassign.simulated is null) and the CellBench panel (when it runs)."""
+    tables = ["scores", "confusion", "agreement", "claim_check"]
+    figures = ["cellbench_confusion"] if CELLASSIGN_REAL else []
+    if CELLASSIGN_SIMULATED_PANELS:
+        tables += ["runtime", "ablation"]
+        figures = CELLASSIGN_FIGURES + figures
+    if not cellassign_datasets():
+        raise WorkflowError(
+            "the CellAssign study has no data: cellassign.simulated is null and the "
+            "CellBench panel does not run (cellassign.real). Set one of them."
+        )
     return [
-        *expand(
-            "results/cellassign/tables/{name}.csv",
-            name=["scores", "confusion", "runtime", "agreement", "ablation", "claim_check"],
-        ),
+        *expand("results/cellassign/tables/{name}.csv", name=tables),
         *expand("results/cellassign/figures/{name}.{ext}", name=figures, ext=["png", "pdf"]),
     ]

@@ -38,7 +38,7 @@ except WorkflowError as error:
     raise WorkflowError(
         f"the config of this run ({given}, then any --config) is invalid"
         + (f"; it leaves out {', '.join(missing)}" if missing else "")
-        + ". A --configfile replaces config/config.yaml, so it must hold every key: copy "
-        "config/config.yaml and edit it, or list the default first (--configfile "
-        f"config/config.yaml yours.yaml).\n{error}"
+        + ". A --configfile replaces config/config.yaml, so it must hold every key of the "
+        "studies it lists: copy config/config.yaml and edit it, or list the default first "
+        f"(--configfile config/config.yaml yours.yaml).\n{error}"
     ) from None

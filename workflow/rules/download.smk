@@ -9,8 +9,11 @@ import re
 from scprob.data.download import sources_from_config
 
 # Declared path -> its Source; read once, so a malformed entry or table stops the run
-# before any job starts.
-DOWNLOAD_SOURCES = {s.path: s for s in sources_from_config(config["download"])}
+# before any job starts. A relative sources_tsv is read from the repository (where config/
+# lies), whatever the run's working directory.
+DOWNLOAD_SOURCES = {
+    s.path: s for s in sources_from_config(config["download"], root=workflow.basedir)
+}
 
 
 rule download_source:

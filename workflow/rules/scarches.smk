@@ -2,25 +2,49 @@
 # model of a PBMC CITE-seq atlas is extended to a COVID-19 query by architecture surgery,
 # cell types are transferred with a random forest on the latent space, and everything is
 # compared with de novo totalVI fitted on reference and query together. Data: simulated
-# (scprob.data.simulate.cite_seq), so the query's labels are known and held out.
+# (scprob.data.simulate.cite_seq), so the query's labels are known and held out; or real
+# (config/real.yaml), labels gated on each data set's ADTs.
 
 
-rule simulate_scarches:
-    output:
-        reference="results/scarches/data/reference.h5ad",
-        query="results/scarches/data/query.h5ad",
-    params:
-        reference=config["scarches"]["simulate"]["reference"],
-        query=config["scarches"]["simulate"]["query"],
-        seed=config["seed"],
-    log:
-        "logs/scarches/simulate_scarches.log",
-    benchmark:
-        "results/scarches/benchmarks/simulate_scarches.tsv"
-    conda:
-        "../../envs/scprob.yaml"
-    script:
-        "../scripts/simulate_scarches.py"
+# The study's two data sets: simulated (scarches.simulate), or real CITE-seq data
+# (scarches.real) with cell types gated on the ADTs.
+if not SCARCHES_REAL:
+
+    rule simulate_scarches:
+        output:
+            reference="results/scarches/data/reference.h5ad",
+            query="results/scarches/data/query.h5ad",
+        params:
+            reference=config["scarches"]["simulate"]["reference"],
+            query=config["scarches"]["simulate"]["query"],
+            seed=config["seed"],
+        log:
+            "logs/scarches/simulate_scarches.log",
+        benchmark:
+            "results/scarches/benchmarks/simulate_scarches.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/simulate_scarches.py"
+
+else:
+
+    rule read_cite_seq_pair:
+        input:
+            unpack(scarches_real_inputs),
+        output:
+            reference="results/scarches/data/reference.h5ad",
+            query="results/scarches/data/query.h5ad",
+        params:
+            n_top_genes=config["scarches"]["real"]["n_top_genes"],
+        log:
+            "logs/scarches/read_cite_seq_pair.log",
+        benchmark:
+            "results/scarches/benchmarks/read_cite_seq_pair.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/read_cite_seq_pair.py"
 
 
 rule train_totalvi_scarches:
@@ -53,6 +77,42 @@ rule train_totalvi_scarches:
         "../../envs/scprob.yaml"
     script:
         "../scripts/train_totalvi_scarches.py"
+
+
+rule evaluate_reference_totalvi:
+    input:
+        reference="results/scarches/data/reference.h5ad",
+        model="results/scarches/models/reference",
+        latent="results/scarches/data/reference_latent.h5ad",
+    output:
+        clusters=report(
+            "results/scarches/tables/reference_clusters.csv",
+            caption="../report/scarches_reference_totalvi.rst",
+            category="scArches (Fig. 3)",
+            labels={"panel": "Fig. 3a", "figure": "reference clusters vs cell types"},
+        ),
+        foreground="results/scarches/tables/reference_protein_foreground.csv",
+        figure=report(
+            "results/scarches/figures/reference_totalvi.png",
+            caption="../report/scarches_reference_totalvi.rst",
+            category="scArches (Fig. 3)",
+            labels={"panel": "Fig. 3a", "figure": "reference totalVI"},
+        ),
+        figure_pdf="results/scarches/figures/reference_totalvi.pdf",
+    params:
+        label_key=config["scarches"]["label_key"],
+        n_neighbors=config["scarches"]["n_neighbors"],
+        seed=config["seed"],
+        accelerator=config["scarches"]["accelerator"],
+    threads: config["scarches"]["threads"]
+    log:
+        "logs/scarches/evaluate_reference_totalvi.log",
+    benchmark:
+        "results/scarches/benchmarks/evaluate_reference_totalvi.tsv"
+    conda:
+        "../../envs/scprob.yaml"
+    script:
+        "../scripts/evaluate_reference_totalvi.py"
 
 
 rule map_query_scarches:
@@ -135,6 +195,7 @@ rule aggregate_scarches:
         benchmark_reference="results/scarches/benchmarks/train_totalvi_reference.tsv",
         benchmark_query="results/scarches/benchmarks/map_query_scarches.tsv",
         benchmark_de_novo="results/scarches/benchmarks/train_totalvi_de_novo.tsv",
+        query="results/scarches/data/query.h5ad",
     output:
         scores=report(
             "results/scarches/tables/label_transfer_scores.csv",
@@ -161,7 +222,6 @@ rule aggregate_scarches:
         ),
     params:
         rare_subsets=config["scarches"]["rare_subsets"],
-        n_query_proteins=config["scarches"]["simulate"]["query"]["n_proteins"],
         accuracy_tolerance=config["scarches"]["accuracy_tolerance"],
         min_speedup=config["scarches"]["min_speedup"],
     log:
@@ -225,7 +285,7 @@ rule figures_scarches:
         runtime_pdf="results/scarches/figures/runtime.pdf",
     params:
         rare_subsets=config["scarches"]["rare_subsets"],
-        conditions=SCARCHES_CONDITIONS,
+        conditions=scarches_conditions(),
     log:
         "logs/scarches/figures_scarches.log",
     benchmark:

@@ -25,7 +25,7 @@ log = logging.getLogger(snakemake.rule)
 
 def main(runs: list[list[str]], datasets: list[str], data_paths: list[str],
          probability_paths: list[str], timing_paths: list[str], marker_paths: list[str],
-         runtime_datasets: dict[str, int], simulated: list[str], min_accuracy: float,
+         runtime_datasets: dict[str, int], accuracy_datasets: list[str], min_accuracy: float,
          outputs: dict[str, str]) -> None:
     truths = {d: read_h5ad_input(p, backed=True).obs[TRUTH_KEY].astype(str)
               for d, p in zip(datasets, data_paths, strict=True)}
@@ -57,7 +57,7 @@ def main(runs: list[list[str]], datasets: list[str], data_paths: list[str],
         for dataset, method in runs if method != OURS])
     runtime = runtime_table(score_table, runtime_datasets)
     log.info("runtime:\n%s", runtime.to_string(index=False))
-    checks = claim_check(score_table, runtime, simulated, min_accuracy)
+    checks = claim_check(score_table, runtime, accuracy_datasets, min_accuracy)
     log.info("claims:\n%s", checks.to_string(index=False))
     write_csv(score_table, outputs["scores"])
     write_csv(pd.DataFrame(confusion_rows), outputs["confusion"])
@@ -75,7 +75,7 @@ with logged_to(snakemake.log[0]):
         timing_paths=list(snakemake.input.timings),
         marker_paths=list(snakemake.input.markers),
         runtime_datasets=dict(snakemake.params.runtime_datasets),
-        simulated=list(snakemake.params.simulated),
+        accuracy_datasets=list(snakemake.params.accuracy_datasets),
         min_accuracy=snakemake.params.min_accuracy,
         outputs={name: getattr(snakemake.output, name)
                  for name in ("scores", "confusion", "runtime", "agreement", "claim_check")},

@@ -21,6 +21,8 @@ from scprob.bench.plotting import apply_style, draw_share_matrix, method_color, 
 _PLOT_SEED = 0
 _REFERENCE_COLOR = "#8C8C8C"
 _TRUTH_COLOR = "#2F2F2F"
+# Proteins the foreground heat map shows at most (a reference panel may hold ~200).
+_MAX_HEATMAP_PROTEINS = 30
 
 
 def _require_columns(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -201,7 +203,8 @@ def plot_rare_subsets(
                            edgecolor="black", linewidth=0.3, zorder=3)
         ax.set_xticks(range(len(conditions)), list(conditions))
         ax.set_xlim(-0.6, len(conditions) - 0.4)
-        ax.set_ylim(bottom=0.0)
+        # Headroom above the highest donor, whose point would sit on the frame otherwise.
+        ax.set_ylim(0.0, 1.1 * max(float(rows["frequency"].max()), 1e-3))
         ax.set_xlabel("condition")
         ax.set_ylabel(f"{subset} frequency among the donor's cells")
         ax.set_title(subset)
@@ -251,5 +254,62 @@ def plot_runtime(
         ax.set_ylabel("seconds to build and train")
         ax.set_ylim(0.0, seconds.max() * 1.3)
         ax.set_title(f"{panel}\nde novo / query = {seconds[2] / seconds[1]:.1f}×")
+    fig.suptitle(title)
+    return save_figure(fig, path_stem)
+
+
+def plot_reference_totalvi(
+    umap: pd.DataFrame,
+    foreground: pd.DataFrame,
+    scores: pd.DataFrame,
+    path_stem: str | Path,
+    title: str = "totalVI reference (Fig. 3a) — latent space and protein background",
+) -> list[Path]:
+    """The reference model on its own: its latent UMAP coloured by annotated cell type and
+    by k-means cluster (ARI and NMI in the title), and the mean protein foreground
+    probability per type and protein.
+
+    ``umap``: one row per reference cell with ``umap_1``, ``umap_2``, ``label`` and
+    ``cluster``; ``foreground``: types × proteins; ``scores``: one row with ``ari``, ``nmi``.
+    """
+    _require_columns(umap, ["umap_1", "umap_2", "label", "cluster"], "UMAP")
+    _require_columns(scores, ["ari", "nmi"], "cluster-score")
+    n_panel = foreground.shape[1]
+    if n_panel > _MAX_HEATMAP_PROTEINS:
+        # The most type-specific proteins: the widest range of mean foreground over types.
+        spread = foreground.max() - foreground.min()
+        foreground = foreground[spread.sort_values(ascending=False).index[
+            :_MAX_HEATMAP_PROTEINS]]
+    n_proteins = foreground.shape[1]
+    apply_style()
+    fig, axes = plt.subplots(1, 3, figsize=(15.0 + 0.12 * max(n_proteins - 14, 0), 4.8),
+                             gridspec_kw={"width_ratios": [1.0, 1.0, 1.3]})
+    xy = umap[["umap_1", "umap_2"]].to_numpy(dtype=np.float64)
+    draw = np.random.default_rng(_PLOT_SEED).permutation(len(umap))
+    size = _point_size(len(umap))
+    for ax, column, name in ((axes[0], "label", "cell type"), (axes[1], "cluster", "k-means")):
+        values = umap[column].astype(str).to_numpy()
+        palette = label_palette(sorted(set(values)))
+        colours = np.array([palette[v] for v in values])
+        ax.scatter(xy[draw, 0], xy[draw, 1], c=colours[draw], s=size, linewidths=0,
+                   rasterized=True)
+        handles = [plt.Line2D([], [], marker="o", markersize=5, linestyle="", color=c,
+                              label=v) for v, c in palette.items()]
+        ax.legend(handles=handles, title=name, loc="upper left", fontsize="small",
+                  ncols=1 if len(palette) <= 10 else 2)
+        _umap_axes(ax)
+    axes[0].set_title(f"cell types (n={len(umap)} cells)")
+    axes[1].set_title(f"k-means, k = {umap['label'].nunique()}: ARI {scores['ari'].iloc[0]:.2f}, "
+                      f"NMI {scores['nmi'].iloc[0]:.2f}")
+    image = axes[2].imshow(foreground.to_numpy(dtype=np.float64), vmin=0.0, vmax=1.0,
+                           cmap="viridis", aspect="auto")
+    axes[2].set_xticks(range(n_proteins), list(foreground.columns), rotation=90,
+                       fontsize="small")
+    axes[2].set_yticks(range(len(foreground)), list(foreground.index))
+    axes[2].set_xlabel("protein")
+    axes[2].set_ylabel("cell type")
+    shown = "" if n_proteins == n_panel else f", the {n_proteins} of {n_panel} most type-specific"
+    axes[2].set_title(f"protein foreground probability (mean per type{shown})")
+    fig.colorbar(image, ax=axes[2], label="mean P(foreground)")
     fig.suptitle(title)
     return save_figure(fig, path_stem)

@@ -58,6 +58,48 @@ PAPER = {
 }
 
 
+# Real data -------------------------------------------------------------------------------
+
+
+def _label_by_adt(adata: ad.AnnData, dataset: str) -> ad.AnnData:
+    """``adata`` with the study's obs columns: ADT-gated ``cell_type``, one batch and donor
+    named ``dataset`` (which also prefixes the cell names); cells the gates leave
+    unassigned are dropped (they have no truth)."""
+    from scprob.data.cite_seq import coarse_types_from_adt
+
+    types = coarse_types_from_adt(adata.obsm["protein_expression"])
+    keep = (types != "unassigned").to_numpy()
+    log.info("%s: %d cells; ADT-gated types %s; %d unassigned cells dropped", dataset,
+             adata.n_obs, types[keep].astype(str).value_counts().to_dict(), int((~keep).sum()))
+    adata = adata[keep].copy()
+    # Barcodes repeat across 10x runs: the data set's name keeps the cells apart.
+    adata.obs_names = dataset + "_" + adata.obs_names.astype(str)
+    adata.obs["cell_type"] = types[keep].astype(str).to_numpy()
+    adata.obs["batch"] = adata.obs["donor"] = dataset
+    return adata
+
+
+def real_cite_seq_pair(reference: ad.AnnData, query: ad.AnnData, n_top_genes: int,
+                       names: tuple[str, str] = ("pbmc10k", "pbmc5k"),
+                       ) -> tuple[ad.AnnData, ad.AnnData]:
+    """The study's inputs from two real CITE-seq data sets (raw counts in ``X``, proteins
+    in ``obsm["protein_expression"]``): cell types gated on each one's own ADTs, and
+    ``n_top_genes`` seurat_v3 genes chosen on the reference alone (paper Methods), the
+    query cut to those of them it measured. The query's donor is healthy."""
+    from scprob.data.hvg import highly_variable_genes_seurat_v3
+
+    reference = _label_by_adt(reference, names[0])
+    query = _label_by_adt(query, names[1])
+    reference.obs["dataset"], query.obs["dataset"] = "reference", "query"
+    query.obs["condition"] = "healthy"
+    ranks = highly_variable_genes_seurat_v3(reference, n_top_genes)
+    genes = reference.var_names[ranks["highly_variable"].to_numpy()]
+    shared = genes.intersection(query.var_names, sort=False)
+    log.info("%d seurat_v3 genes of the reference; the query measured %d of them",
+             len(genes), len(shared))
+    return reference[:, genes].copy(), query[:, shared].copy()
+
+
 # Fitting --------------------------------------------------------------------------------
 
 
@@ -248,6 +290,40 @@ def cosine_umap(latent: np.ndarray, n_neighbors: int, seed: int) -> np.ndarray:
     unit = latent / np.maximum(norms, np.finfo(np.float64).tiny)
     graph = neighbor_graph(unit, n_neighbors=n_neighbors, seed=seed, name="scArches")
     return umap_from_graph(graph, seed=seed)
+
+
+# The reference model on its own ----------------------------------------------------------
+
+
+def reference_clusters(latent: np.ndarray, labels: pd.Series, seed: int
+                       ) -> tuple[np.ndarray, pd.DataFrame]:
+    """k-means clusters ``(n_cells,)`` of the reference latents ``(n_cells, n_latent)`` with
+    k = the number of labels, and their agreement with the labels (ARI, NMI): how far the
+    latent space alone recovers the annotated types. k-means needs no graph library and,
+    with k fixed by the labels, leaves no resolution to tune towards the answer."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    labels = labels.astype(str).to_numpy()
+    n_types = len(np.unique(labels))
+    clusters = KMeans(n_clusters=n_types, n_init=10, random_state=seed).fit_predict(
+        np.asarray(latent, dtype=np.float64))
+    scores = pd.DataFrame([{
+        "n_cells": len(labels),
+        "n_types": n_types,
+        "ari": adjusted_rand_score(labels, clusters),
+        "nmi": normalized_mutual_info_score(labels, clusters),
+    }])
+    return clusters, scores
+
+
+def foreground_by_type(model: TOTALVI, adata: ad.AnnData, labels: pd.Series) -> pd.DataFrame:
+    """Mean probability that a protein's counts are foreground, not background, per cell
+    type (rows) and protein (columns): totalVI's protein background model read by cell
+    type. A marker should be foreground in its own type and background elsewhere."""
+    probability = model.get_protein_foreground_probability(adata)
+    probability.index = adata.obs_names
+    return probability.groupby(labels.astype(str).to_numpy()).mean().rename_axis("cell_type")
 
 
 # The study's tables --------------------------------------------------------------------

@@ -5,7 +5,9 @@ moved into place only once verified.
 A file is declared by a :class:`Source` (in the config, or in a ``sources.tsv`` table read
 by :func:`read_sources`). :func:`fetch` either returns a verified file or raises
 :class:`DownloadError` and leaves nothing at the target, so a half-written or wrong file
-is never mistaken for the data. docs/downloads.md describes the settings.
+is never mistaken for the data. Where no checksum is published (``sha256`` None), the first
+fetch records the file's sha256 and size beside it (``<file>.sha256``) and every later
+fetch is checked against that record. docs/downloads.md describes the settings.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -51,12 +54,13 @@ class DownloadError(RuntimeError):
 
 @dataclass(frozen=True)
 class Source:
-    """One declared file: where it is published, its sha256 and size in bytes, and
-    ``path``, where it lands below the destination folder (default: the URL's path)."""
+    """One declared file: where it is published, its sha256 and size in bytes (None where
+    none is published: recorded at the first fetch), and ``path``, where it lands below the
+    destination folder (default: the URL's path)."""
 
     url: str
-    sha256: str
-    size: int
+    sha256: str | None
+    size: int | None
     path: str | None = None
 
     def __post_init__(self) -> None:
@@ -65,17 +69,22 @@ class Source:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"source URL {self.url!r} is not an http(s) URL.")
-        sha256 = str(self.sha256).lower()
-        if not _SHA256.match(sha256):
-            raise ValueError(f"source {self.url}: sha256 {self.sha256!r} is not 64 hex digits.")
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
-            raise ValueError(f"source {self.url}: size {self.size!r} is not a byte count.")
+        sha256 = None if self.sha256 is None else str(self.sha256).lower()
+        self._check_checksum(sha256)
         path = self.path if self.path is not None else unquote(parts.path).lstrip("/")
         if not _inside_folder(path):
             raise ValueError(f"source {self.url}: path {path!r} must be relative, inside the "
                              "destination folder (no '..', no leading '/').")
         object.__setattr__(self, "sha256", sha256)
         object.__setattr__(self, "path", str(PurePosixPath(path)))
+
+    def _check_checksum(self, sha256: str | None) -> None:
+        if sha256 is not None and not _SHA256.match(sha256):
+            raise ValueError(f"source {self.url}: sha256 {self.sha256!r} is not 64 hex digits "
+                             "(or null where none is published).")
+        if self.size is not None and (isinstance(self.size, bool)
+                                      or not isinstance(self.size, int) or self.size < 0):
+            raise ValueError(f"source {self.url}: size {self.size!r} is not a byte count.")
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as plain values (what a Snakemake ``params`` entry carries)."""
@@ -115,20 +124,23 @@ def _source_row(header: list[str], fields: list[str], where: str) -> Source:
                          f"{len(header)} ({', '.join(header)}).")
     row = dict(zip(header, fields, strict=True))
     try:
-        return Source(url=row["url"], sha256=row["sha256"], size=int(row["bytes"]),
+        # An empty sha256 or bytes field: not published, recorded at the first fetch.
+        return Source(url=row["url"], sha256=row["sha256"] or None,
+                      size=int(row["bytes"]) if row["bytes"] else None,
                       path=row["path"] or None)
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
 
 
-def sources_from_config(settings: Mapping[str, Any]) -> list[Source]:
+def sources_from_config(settings: Mapping[str, Any], root: str | Path = ".") -> list[Source]:
     """The sources of the config's ``download`` block: its ``sources`` entries
     (``url``, ``sha256``, ``size``, optional ``path``), then the rows of its
-    ``sources_tsv`` table (a path relative to the working directory), if any."""
+    ``sources_tsv`` table (a relative path is read from ``root``, the workflow's
+    repository), if any."""
     sources = [Source(url=entry["url"], sha256=entry["sha256"], size=entry["size"],
                       path=entry.get("path")) for entry in settings.get("sources") or []]
     if settings.get("sources_tsv"):
-        sources.extend(read_sources(settings["sources_tsv"]))
+        sources.extend(read_sources(Path(root) / settings["sources_tsv"]))
     check_unique(sources)
     return sources
 
@@ -184,6 +196,11 @@ def fetch(source: Source, destination: str | os.PathLike[str], mirror: str | Non
     assert source.path is not None  # set by Source.__post_init__
     target = Path(destination) / source.path
     url = mirror_url(source.url, mirror)
+    if source.sha256 is None:
+        recorded = read_record(target)
+        if recorded is None:
+            return _fetch_and_record(source, target, url, timeout)
+        source = replace(source, sha256=recorded[0], size=recorded[1])
     stale = None
     if target.is_file():
         found = _mismatch(target, source)
@@ -196,6 +213,58 @@ def fetch(source: Source, destination: str | os.PathLike[str], mirror: str | Non
         stale = f"The file that was at the target ({found[0]}) did not match and was removed."
         log.warning("%s: %s", target, stale)
     log.info("downloading %s to %s", url, target)
+    with _partial_file(url, target, source, stale) as partial:
+        problem = _download(url, partial, timeout) or _mismatch(partial, source)
+        if problem is not None:
+            raise DownloadError(_message(url, target, source, problem, stale))
+        os.replace(partial, target)
+    log.info("%s: %d bytes with sha256 %s, as declared", target, source.size, source.sha256)
+    return target
+
+
+def record_path(target: Path) -> Path:
+    """Where the first fetch of a file without a published checksum records it."""
+    return target.with_name(target.name + ".sha256")
+
+
+def read_record(target: Path) -> tuple[str, int] | None:
+    """The sha256 and size recorded at the first fetch of ``target``, if any."""
+    path = record_path(target)
+    if not path.is_file():
+        return None
+    sha256, size = path.read_text().split()[:2]
+    return sha256, int(size)
+
+
+def _fetch_and_record(source: Source, target: Path, url: str, timeout: float) -> Path:
+    """First fetch of a file without a published checksum: the declared size (if any) is
+    checked, then the file and its record (sha256 and size) are moved into place."""
+    if target.is_file():
+        # A file without its record cannot be trusted: it may be a half-kept old copy.
+        target.unlink()
+    log.info("downloading %s to %s (no published sha256: recorded at this first fetch)", url,
+             target)
+    with _partial_file(url, target, source) as partial:
+        problem = _download(url, partial, timeout)
+        size = partial.stat().st_size
+        if problem is None and source.size is not None and size != source.size:
+            problem = f"received {size} bytes", FIX_SIZE
+        if problem is not None:
+            raise DownloadError(_message(url, target, source, problem, None))
+        digest = pooch.file_hash(str(partial), alg="sha256")
+        record = record_path(target)
+        record.write_text(f"{digest}  {size}  {source.url}\n")
+        os.replace(partial, target)
+    log.warning("%s: %d bytes with sha256 %s, recorded in %s: declare them in the config "
+                "so that every copy is checked against this one", target, size, digest,
+                record)
+    return target
+
+
+@contextmanager
+def _partial_file(url: str, target: Path, source: Source, stale: str | None = None
+                  ) -> Iterator[Path]:
+    """A temporary file beside ``target``, readable by all, removed unless renamed."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
@@ -203,18 +272,13 @@ def fetch(source: Source, destination: str | os.PathLike[str], mirror: str | Non
     except OSError as error:
         raise DownloadError(_message(url, target, source, _local_failure(error), stale)) from None
     os.close(descriptor)
+    # mkstemp creates the file readable by its owner only; the data is not private.
+    os.chmod(name, 0o644)
     partial = Path(name)
     try:
-        problem = _download(url, partial, timeout) or _mismatch(partial, source)
-        if problem is not None:
-            raise DownloadError(_message(url, target, source, problem, stale))
-        # mkstemp creates the file readable by its owner only; the data is not private.
-        os.chmod(partial, 0o644)
-        os.replace(partial, target)
+        yield partial
     finally:
         partial.unlink(missing_ok=True)
-    log.info("%s: %d bytes with sha256 %s, as declared", target, source.size, source.sha256)
-    return target
 
 
 def _download(url: str, partial: Path, timeout: float) -> tuple[str, str] | None:
@@ -254,8 +318,10 @@ def _mismatch(path: Path, source: Source) -> tuple[str, str] | None:
 def _message(url: str, target: Path, source: Source, problem: tuple[str, str],
              stale: str | None) -> str:
     came, fix = problem
-    message = (f"download of {url} to {target} failed: {came}; expected {source.size} bytes "
-               f"with sha256 {source.sha256}. {fix}")
+    expected = (f"{source.size} bytes with sha256 {source.sha256}" if source.sha256 else
+                f"{'any number of' if source.size is None else source.size} bytes (no "
+                "published sha256)")
+    message = f"download of {url} to {target} failed: {came}; expected {expected}. {fix}"
     return f"{message} {stale}" if stale else message
 
 

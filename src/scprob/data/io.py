@@ -12,6 +12,9 @@ interchangeable).
   by name if unwanted).
 * ``read_h5ad_cite_seq``: the old scvi-tools h5ad layout (dense ``X``, protein counts as a
   plain array in ``obsm["protein_expression"]``, names in ``uns["protein_names"]``).
+* ``read_cite_seq_csv``: two gzip (or plain) CSV tables, features × cells, first column the
+  feature name: RNA counts and antibody counts of the same cells (the layout of the totalVI
+  paper's ``pbmc10k_harmo_rna.csv.gz`` / ``pbmc10k_harmo_pro.csv.gz``).
 
 Spatial deconvolution data in the spacexr (RCTD) CSV layout, into AnnData with integer
 counts as CSR float32 in ``X`` and each barcode's full-transcriptome total in
@@ -45,6 +48,7 @@ import os
 import secrets
 import tarfile
 import warnings
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -57,6 +61,8 @@ import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 import yaml
+
+from scprob.data.fields import first_bad_entry, require_unique
 
 PROTEIN_KEY = "protein_expression"
 GENE_EXPRESSION = "Gene Expression"
@@ -230,6 +236,99 @@ def read_h5ad_cite_seq(
     adata.var_names_make_unique()
     return adata
 
+
+
+def _read_features_by_cells(path: Path) -> pd.DataFrame:
+    """A features × cells CSV (first column the feature name) as float32 ``(n_features,
+    n_cells)``, parsed straight to float32 so no float64 copy of the table is built."""
+    # Every column float32 except the first, the feature names (a dict keyed by position).
+    dtypes = defaultdict(lambda: np.float32, {0: str})
+    try:
+        table = pd.read_csv(path, index_col=0, dtype=dtypes)
+    except (ValueError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{str(path)!r} is not a numeric features × cells CSV ({err}); pass "
+                         "a table of counts with the feature names in the first column.") from err
+    if table.shape[0] == 0 or table.shape[1] == 0:
+        raise ValueError(f"{str(path)!r} holds {table.shape[0]} features × {table.shape[1]} "
+                         "cells; pass a features × cells table with the feature names in "
+                         "the first column and one column per cell.")
+    table.index = table.index.astype(str)
+    table.columns = table.columns.astype(str)
+    _require_csv_counts(table, path)
+    return table
+
+
+def _require_csv_counts(table: pd.DataFrame, path: Path) -> None:
+    """Raise unless every entry of ``table`` is a finite non-negative integer, naming the
+    first offending row, column and value."""
+    values = table.to_numpy()
+    flat = first_bad_entry(values.ravel())
+    if flat is None:
+        return
+    row, col = divmod(flat, table.shape[1])
+    value = float(values[row, col])
+    kind = "negative" if value < 0 else (
+        "not finite" if not np.isfinite(value) else "not an integer")
+    raise ValueError(
+        f"{str(path)!r} must hold raw counts (non-negative integers), but the value {value!r} "
+        f"in row {table.index[row]!r}, column {table.columns[col]!r} is {kind}. Pass raw "
+        "counts, not normalised or log-transformed values."
+    )
+
+
+def _example(names: pd.Index) -> str:
+    return f" (e.g. {names[0]!r})" if len(names) else ""
+
+
+def _same_cells(rna: pd.DataFrame, proteins: pd.DataFrame, rna_path: Path,
+                protein_path: Path) -> pd.DataFrame:
+    """``proteins`` with its cell columns in the order of ``rna``'s; raise if the two tables
+    do not name the same cells."""
+    rna_cells, protein_cells = rna.columns, proteins.columns
+    if rna_cells.equals(protein_cells):
+        return proteins
+    only_rna = rna_cells[~rna_cells.isin(protein_cells)]
+    only_protein = protein_cells[~protein_cells.isin(rna_cells)]
+    if len(only_rna) or len(only_protein):
+        raise ValueError(
+            f"the RNA table {str(rna_path)!r} and the protein table {str(protein_path)!r} "
+            f"name different cells: {len(only_rna)} of the {len(rna_cells)} RNA cells are "
+            f"not in the protein table{_example(only_rna)} and {len(only_protein)} of the "
+            f"{len(protein_cells)} protein cells are not in the RNA table"
+            f"{_example(only_protein)}. Pass the RNA and protein tables of the same cells."
+        )
+    return proteins[rna_cells]
+
+
+def read_cite_seq_csv(rna_csv: str | Path, protein_csv: str | Path) -> ad.AnnData:
+    """CITE-seq counts from two features × cells CSV tables (gzip or plain), first column the
+    feature name, one column per cell barcode.
+
+    Returns ``X``/``layers["counts"]`` ``(n_cells, n_genes)`` CSR float32 with the gene
+    names as ``var_names`` (made unique) and the barcodes as ``obs_names``, and
+    ``obsm["protein_expression"]`` a float32 DataFrame ``(n_cells, n_proteins)`` named by
+    the protein table's rows. The protein table may list the cells in another order; it
+    is reordered to the RNA table's.
+    """
+    rna_path, protein_path = _require_file(rna_csv), _require_file(protein_csv)
+    rna = _read_features_by_cells(rna_path)
+    proteins = _read_features_by_cells(protein_path)
+    require_unique(list(proteins.index), f"protein names of {str(protein_path)!r}",
+                   "sum or drop the repeated antibodies first")
+    proteins = _same_cells(rna, proteins, rna_path, protein_path)
+    counts = _as_csr_float32(rna.to_numpy().T)
+    # Unique before AnnData sees them, which would otherwise warn about repeated names.
+    genes = ad.utils.make_index_unique(pd.Index(rna.index, name="gene"))
+    adata = ad.AnnData(
+        X=counts, obs=pd.DataFrame(index=pd.Index(rna.columns, name="barcode")),
+        var=pd.DataFrame(index=genes),
+    )
+    adata.layers["counts"] = counts.copy()
+    adata.obsm[PROTEIN_KEY] = pd.DataFrame(
+        proteins.to_numpy().T, index=adata.obs_names,
+        columns=pd.Index(proteins.index, name="protein"),
+    )
+    return adata
 
 @contextmanager
 def atomic_h5ad(path: str | Path) -> Iterator[h5py.File]:
