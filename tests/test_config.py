@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from scprob.data.download import read_sources
+
 # The workflow extra (pyproject's optional "workflow" dependencies) brings Snakemake.
 WorkflowError = pytest.importorskip("snakemake.exceptions").WorkflowError
 validate = pytest.importorskip("snakemake.utils").validate
@@ -140,25 +142,48 @@ def test_snakemake_dry_run_accepts_the_test_config(tmp_path: Path) -> None:
         assert rule in output
 
 
-def test_paper_config_has_the_default_keys_and_the_papers_runtime_study() -> None:
-    def keys(node: Any, prefix: str = "") -> set[str]:
-        if not isinstance(node, dict):
-            return {prefix}
-        return set().union(*(keys(v, f"{prefix}.{k}") for k, v in node.items()))
-
+def test_paper_config_reads_the_papers_data_at_its_settings() -> None:
     paper = load("paper.yaml")
     validate(paper, str(SCHEMA))
-    assert keys(paper) == keys(load("config.yaml"))
+    assert set(paper["studies"]) == {"covariates", "scaling", "scarches", "benchmarks",
+                                     "complexity", "deconvolution", "cellassign"}
+    for study in ("covariates", "scaling", "scarches", "deconvolution"):
+        assert paper[study]["simulate"] is None and paper[study]["real"] is not None, study
+    assert paper["deconvolution"]["real"]["format"] == "visium"
+    assert paper["scarches"]["real"]["format"] == "seurat_v4"
+    assert paper["cellassign"]["paper_data"] is not None
     scaling = paper["scaling"]
     assert scaling["n_cells"] == [5000, 10000, 20000, 40000, 80000, 160000, 320000, 486134]
-    assert scaling["n_top_genes"] == 4000
+    assert scaling["n_top_genes"] == 4000 and scaling["real"]["hvg_batch_key"] == "cell_source"
     assert scaling["scvi"]["max_epochs_cap"] is None  # early stopping alone, as published
     assert (scaling["scvi"]["max_epochs"], scaling["scvi"]["early_stopping_patience"],
             scaling["scvi"]["batch_size"], scaling["scvi"]["limit_train_batches"]) == (
         10000, 45, 1024, 20)
     assert paper["covariates"]["scvi"]["max_epochs"] == 400
-    assert (paper["covariates"]["simulate"]["n_cells"],
-            paper["covariates"]["simulate"]["n_genes"]) == (19885, 3332)
+    assert len(paper["covariates"]["real"]["marker_genes"]) == 31
+    visium = paper["deconvolution"]["real"]
+    assert (visium["rna_epochs"], visium["spatial_epochs"]) == (100, 5000)
+    assert (visium["visium"]["crop_rows"], visium["visium"]["crop_cols"]) == ([15, 32],
+                                                                              [20, 80])
+
+
+def test_paper_config_plans_every_real_data_job(tmp_path: Path) -> None:
+    """`snakemake -n --configfile config/paper.yaml`: every paper file is a declared
+    download and every study's real reader is planned, no simulation."""
+    returncode, output = dry_run(tmp_path, REPO / "config" / "paper.yaml")
+    assert returncode == 0, output
+    table = read_sources(REPO / "config" / "paper_sources.tsv")
+    for source in table:
+        assert f"resources/{source.path}" in output, source.path
+    assert output.count("rule download_source:") == len(table) == 13
+    for rule in ("read_wing_disc", "subsample_heart", "read_cite_seq_pair",
+                 "read_visium_pair", "read_cellassign_paper_data", "read_pbmc_68k",
+                 "time_scvi", "integrate_scvi", "train_totalvi_scarches", "deconvolve_spots",
+                 "annotate_cells", "benchmark_fit_order"):
+        assert f"rule {rule}:" in output, rule
+    for rule in ("simulate_wing_disc", "simulate_heart_atlas", "simulate_scarches",
+                 "simulate_hippocampus", "simulate_tumour_markers", "simulate_pbmc_markers"):
+        assert f"rule {rule}:" not in output, rule
 
 
 def dry_run(directory: Path, *configfiles: Path, extra: Sequence[str] = ()

@@ -112,13 +112,14 @@ def test_macos_junk_is_ignored_and_a_missing_file_is_named(tmp_path: Path) -> No
     np.testing.assert_array_equal(adata.X.toarray(), [[4, 0], [0, 1]])
     assert adata.obsm["protein_expression"]["CD3_Ab"].tolist() == [0.0, 7.0]
 
+    # Cell Ranger v2 layout (genes.tsv) is read too, but an empty member is named.
     broken = tmp_path / "v2.tar.gz"
     with tarfile.open(broken, "w:gz") as archive:
         add(archive, "m/matrix.mtx", b"")
         add(archive, "m/genes.tsv", b"")
         add(archive, "m/barcodes.tsv", b"")
-    message = (f"{str(broken)!r} lacks ['features.tsv'] (genes.tsv is the Cell Ranger v2 "
-               "layout; this reader expects v3)")
+    message = (f"'m/matrix.mtx' in {str(broken)!r} is empty; pack the matrix folder exactly "
+               "as Cell Ranger wrote it.")
     with pytest.raises(ValueError, match=re.escape(message)):
         read_10x_mtx_tar(broken)
 

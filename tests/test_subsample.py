@@ -97,6 +97,27 @@ def test_subsample_is_seeded_and_sorted(planted_file: Path, tmp_path: Path) -> N
     assert first == sorted(first) and len(set(first)) == 300
 
 
+def test_missing_noise_covariates_are_added_seeded_and_present_ones_kept(
+        planted: ad.AnnData, planted_file: Path, tmp_path: Path) -> None:
+    """A real atlas has its measured covariates but not the paper's 8 noise columns: those
+    are drawn (standard normal, seeded); a column the file has is never overwritten."""
+    names = ["batch", "cont_cov_1", "cont_cov_2"]
+
+    def obs(seed: int, name: str) -> pd.DataFrame:
+        subsample_and_select_hvg(planted_file, tmp_path / name, 300, n_top_genes=20,
+                                 seed=seed, noise_covariates=names)
+        return ad.read_h5ad(tmp_path / name).obs
+
+    first, again, other = obs(0, "a.h5ad"), obs(0, "b.h5ad"), obs(1, "c.h5ad")
+    assert first["batch"].equals(planted.obs.loc[first.index, "batch"])
+    noise = first[["cont_cov_1", "cont_cov_2"]].to_numpy()
+    assert noise.dtype == np.float64 and noise.shape == (300, 2)
+    assert abs(noise.mean()) < 0.15 and 0.85 < noise.std() < 1.15
+    assert np.corrcoef(noise.T)[0, 1] < 0.2  # independent columns
+    assert np.array_equal(noise, again[["cont_cov_1", "cont_cov_2"]].to_numpy())
+    assert not np.array_equal(noise[:10], other[["cont_cov_1", "cont_cov_2"]].to_numpy()[:10])
+
+
 def test_subsample_rejects_bad_requests(
     planted: ad.AnnData, planted_file: Path, tmp_path: Path
 ) -> None:

@@ -4,46 +4,94 @@
 # (scprob.data.simulate.tumour_markers); "pbmc_<n>", the runtime series of PBMC-like data
 # (23 markers x 5 types), each a subsample of the largest (scprob.data.simulate.
 # pbmc_markers); "cellbench_<technology>", real cell lines with a genotype truth
-# (cellassign.real, when configured). Every data set is annotated by ours, the marker-sum
+# (cellassign.real, when configured). With cellassign.paper_data, "follicular", "hgsc" and
+# "pbmc_<n>" are the paper's real data sets instead (the published labels as truth, the
+# first n of the 10x 68k PBMCs). Every data set is annotated by ours, the marker-sum
 # baseline and the configured peers, and scored against its truth.
 
 
-rule simulate_tumour_markers:
-    output:
-        data="results/cellassign/data/{dataset}.h5ad",
-        markers="results/cellassign/markers/{dataset}.csv",
-    wildcard_constraints:
-        dataset="|".join(CELLASSIGN_SIMULATED) or "(?!)",
-    params:
-        settings=cellassign_simulation_settings,
-        seed=config["seed"],
-    log:
-        "logs/cellassign/simulate_{dataset}.log",
-    benchmark:
-        "results/cellassign/benchmarks/simulate_{dataset}.tsv"
-    conda:
-        "../../envs/scprob.yaml"
-    script:
-        "../scripts/simulate_tumour_markers.py"
+# The simulated panels' data: simulated, or the paper's real data sets under the same
+# names (cellassign.paper_data).
+if not CELLASSIGN_PAPER_DATA:
+
+    rule simulate_tumour_markers:
+        output:
+            data="results/cellassign/data/{dataset}.h5ad",
+            markers="results/cellassign/markers/{dataset}.csv",
+        wildcard_constraints:
+            dataset="|".join(CELLASSIGN_SIMULATED) or "(?!)",
+        params:
+            settings=cellassign_simulation_settings,
+            seed=config["seed"],
+        log:
+            "logs/cellassign/simulate_{dataset}.log",
+        benchmark:
+            "results/cellassign/benchmarks/simulate_{dataset}.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/simulate_tumour_markers.py"
 
 
-rule simulate_pbmc_markers:
-    output:
-        data=expand(
-            "results/cellassign/data/{dataset}.h5ad", dataset=cellassign_runtime_datasets()
-        ),
-        markers="results/cellassign/markers/pbmc.csv",
-    params:
-        sizes=sorted(cellassign_runtime_datasets().values()),
-        seed=config["seed"],
-    log:
-        "logs/cellassign/simulate_pbmc_markers.log",
-    benchmark:
-        "results/cellassign/benchmarks/simulate_pbmc_markers.tsv"
-    conda:
-        "../../envs/scprob.yaml"
-    script:
-        "../scripts/simulate_pbmc_markers.py"
+    rule simulate_pbmc_markers:
+        output:
+            data=expand(
+                "results/cellassign/data/{dataset}.h5ad", dataset=cellassign_runtime_datasets()
+            ),
+            markers="results/cellassign/markers/pbmc.csv",
+        params:
+            sizes=sorted(cellassign_runtime_datasets().values()),
+            seed=config["seed"],
+        log:
+            "logs/cellassign/simulate_pbmc_markers.log",
+        benchmark:
+            "results/cellassign/benchmarks/simulate_pbmc_markers.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/simulate_pbmc_markers.py"
+
+else:
+
+    rule read_cellassign_paper_data:
+        input:
+            unpack(cellassign_paper_inputs),
+        output:
+            data="results/cellassign/data/{dataset}.h5ad",
+            markers="results/cellassign/markers/{dataset}.csv",
+        wildcard_constraints:
+            dataset="|".join(CELLASSIGN_SIMULATED) or "(?!)",
+        params:
+            truth_key=config["cellassign"]["paper_data"]["truth_key"],
+        log:
+            "logs/cellassign/read_{dataset}.log",
+        benchmark:
+            "results/cellassign/benchmarks/read_{dataset}.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/read_cellassign_paper_data.py"
+
+    rule read_pbmc_68k:
+        input:
+            archive=cellassign_paper_files()["pbmc_tar"],
+            follicular_markers=cellassign_paper_files()["follicular_markers"],
+        output:
+            data=expand(
+                "results/cellassign/data/{dataset}.h5ad",
+                dataset=cellassign_runtime_datasets(),
+            ),
+            markers="results/cellassign/markers/pbmc.csv",
+        params:
+            sizes=sorted(cellassign_runtime_datasets().values()),
+        log:
+            "logs/cellassign/read_pbmc_68k.log",
+        benchmark:
+            "results/cellassign/benchmarks/read_pbmc_68k.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/read_pbmc_68k.py"
 
 
 rule read_cellbench:

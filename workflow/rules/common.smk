@@ -73,13 +73,41 @@ COVARIATES_DISPLAY_NAMES = {
 COVARIATES_SCVI_METHODS = ["scvi", "scvi_cc"]
 COVARIATES_BASELINES = ["regress_bbknn", "regress_harmony"]
 
-# Columns of the simulated ground truth (obs of simulate_wing_disc) that the
-# ground-truth scores read: the biology to keep and the nuisance to remove.
-COVARIATES_TRUTH = {
+# Columns of the ground truth that the ground-truth scores read: the biology to keep and
+# the nuisance to remove. Simulated: the cell state, the cell-cycle scores and sex drawn by
+# simulate_wing_disc. Real: the authors' clusters (as cell_state) and sex call
+# (read_wing_disc); no continuous nuisance is known there.
+COVARIATES_SIMULATED_TRUTH = {
     "state_key": "cell_state",
     "nuisance_continuous_keys": ["cycle_score", "s_score", "g2m_score"],
     "nuisance_categorical_keys": ["sex"],
 }
+COVARIATES_REAL_TRUTH = {
+    "state_key": "cell_state",
+    "nuisance_continuous_keys": [],
+    "nuisance_categorical_keys": ["sex"],
+}
+
+
+def check_covariates_config(settings):
+    if (settings["simulate"] is None) == (settings["real"] is None):
+        raise ValueError(
+            "covariates needs exactly one of covariates.simulate and covariates.real: set "
+            "the other to null."
+        )
+
+
+if study_included("covariates"):
+    check_covariates_config(config["covariates"])
+COVARIATES_REAL = study_included("covariates") and config["covariates"]["real"] is not None
+COVARIATES_TRUTH = COVARIATES_REAL_TRUTH if COVARIATES_REAL else COVARIATES_SIMULATED_TRUTH
+
+
+def covariates_real_inputs(wildcards):
+    """The real matrix and metadata (declared downloads, or under covariates.real.folder)."""
+    real = config["covariates"]["real"]
+    files = {"counts": real["counts_h5ad"], "metadata": real["metadata_csv"]}
+    return real_data_files(real["folder"], files)
 
 # The panels of the figures rule, by file stem.
 COVARIATES_FIGURES = [
@@ -145,17 +173,24 @@ SCALING_BASELINES = ["regress", "regress_bbknn", "regress_harmony"]
 # The covariates of the (simulated) Heart Cell Atlas, all of which the paper gave every
 # method: 2 categorical, and 10 continuous (2 measured, 8 standard-normal noise).
 SCALING_CATEGORICAL_KEYS = ["cell_source", "donor"]
+# The 8 standard-normal covariates (drawn by the simulation, added to a real atlas).
+SCALING_NOISE_KEYS = [f"cont_cov_{i}" for i in range(1, 9)]
 SCALING_CONTINUOUS_KEYS = [
     "percent_mito",
     "percent_ribo",
-    *[f"cont_cov_{i}" for i in range(1, 9)],
+    *SCALING_NOISE_KEYS,
 ]
 
 
 def check_scaling_config(scaling):
     """Relations between scaling keys that the schema cannot express; a ValueError names
     the keys and the fix."""
-    if scaling["n_top_genes"] > scaling["simulate"]["n_genes"]:
+    if (scaling["simulate"] is None) == (scaling["real"] is None):
+        raise ValueError(
+            "scaling needs exactly one of scaling.simulate and scaling.real: set the other "
+            "to null."
+        )
+    if scaling["simulate"] and scaling["n_top_genes"] > scaling["simulate"]["n_genes"]:
         raise ValueError(
             f"scaling.n_top_genes ({scaling['n_top_genes']}) exceeds "
             f"scaling.simulate.n_genes ({scaling['simulate']['n_genes']}); lower it or "
@@ -182,6 +217,22 @@ def check_scaling_config(scaling):
 
 if study_included("scaling"):
     check_scaling_config(config["scaling"])
+
+
+SCALING_REAL = study_included("scaling") and config["scaling"]["real"] is not None
+
+
+def scaling_atlas():
+    """The atlas every subsample is drawn from: the simulation's, or the real file
+    (a declared download, or under scaling.real.folder)."""
+    if not SCALING_REAL:
+        return "results/scaling/data/heart_atlas.h5ad"
+    real = config["scaling"]["real"]
+    return real_data_files(real["folder"], {"atlas": real["h5ad"]})["atlas"]
+
+
+def scaling_hvg_batch_key():
+    return config["scaling"]["real"]["hvg_batch_key"] if SCALING_REAL else None
 
 
 def scaling_sizes():
@@ -329,8 +380,34 @@ def real_panel_enabled(section, files, panel):
     return True
 
 
+def deconvolution_real_files(real):
+    """The real pair's files by name, relative to deconvolution.real.folder: spacexr's
+    layout, or the Space Ranger files and reference of format visium."""
+    if real["format"] == "spacexr":
+        return SPACEXR_FILES
+    visium = real["visium"]
+    return {
+        "matrix": visium["matrix_h5"],
+        "spatial": visium["spatial_tar"],
+        "reference": visium["reference_h5ad"],
+    }
+
+
+def check_deconvolution_real(real):
+    if real is not None and (real["format"] == "visium") != (real["visium"] is not None):
+        raise ValueError(
+            "deconvolution.real.visium holds the settings of format visium: set it with "
+            "format visium, and to null with format spacexr."
+        )
+
+
+if study_included("deconvolution"):
+    check_deconvolution_real(config["deconvolution"]["real"])
 DECONVOLUTION_REAL = study_included("deconvolution") and real_panel_enabled(
-    "deconvolution", lambda real: SPACEXR_FILES, "real-data panel"
+    "deconvolution", deconvolution_real_files, "real-data panel"
+)
+DECONVOLUTION_REAL_FORMAT = (
+    config["deconvolution"]["real"]["format"] if DECONVOLUTION_REAL else None
 )
 
 
@@ -342,7 +419,8 @@ def deconvolution_real_setting(key):
 def deconvolution_real_inputs(wildcards):
     """The real pair's files (declared downloads, or under deconvolution.real.folder,
     relative to the repository root)."""
-    return real_data_files(deconvolution_real_setting("folder"), SPACEXR_FILES)
+    real = config["deconvolution"]["real"]
+    return real_data_files(real["folder"], deconvolution_real_files(real))
 
 
 def deconvolution_real_runs():
@@ -463,21 +541,35 @@ SCARCHES_FITS = ["reference", "de_novo"]
 SCARCHES_METHODS = ["scarches", "de_novo"]
 # The query's conditions in the order of the figure (scprob.data.simulate.cite_seq).
 SCARCHES_CONDITIONS = ["healthy", "moderate", "severe"]
-# The real pair's files, keyed as the reader's inputs, relative to scarches.real.folder.
+# The reference files each real format reads (scarches.real.reference, in this order).
+SCARCHES_REAL_FORMATS = {
+    "totalvi_csv": ["reference_rna", "reference_proteins"],
+    "seurat_v4": ["reference_h5ad"],
+}
+
+
 def scarches_real_files(real):
-    return {
-        "reference_rna": real["reference_rna"],
-        "reference_proteins": real["reference_proteins"],
-        "query": real["query_h5ad"],
-    }
+    """The real pair's files, keyed as the reader's inputs, relative to scarches.real.folder."""
+    names = SCARCHES_REAL_FORMATS[real["format"]]
+    return {**dict(zip(names, real["reference"])), "query": real["query"]}
 
 
 def check_scarches_config(settings):
-    """Exactly one data source, simulated or real; a ValueError names the keys."""
+    """Exactly one data source, simulated or real, and the files its format reads; a
+    ValueError names the keys."""
     if (settings["simulate"] is None) == (settings["real"] is None):
         raise ValueError(
             "scarches needs exactly one of scarches.simulate and scarches.real: set the "
             "other to null."
+        )
+    real = settings["real"]
+    if real is not None and len(real["reference"]) != len(
+        SCARCHES_REAL_FORMATS[real["format"]]
+    ):
+        names = SCARCHES_REAL_FORMATS[real["format"]]
+        raise ValueError(
+            f"scarches.real.reference lists {len(real['reference'])} file(s), but format "
+            f"{real['format']} reads {len(names)}: {', '.join(names)}."
         )
 
 
@@ -729,6 +821,31 @@ def cellassign_real_inputs(wildcards):
         "metadata": files[f"{technology}_metadata"],
         "gene_map": files["gene_map"],
         "markers": files["markers"],
+    }
+
+
+# The paper's real data (cellassign.paper_data) replace the simulated panels' data sets.
+CELLASSIGN_PAPER_DATA = CELLASSIGN_SIMULATED_PANELS and (
+    config["cellassign"]["paper_data"] is not None
+)
+
+
+def cellassign_paper_files():
+    """The paper's files by name (declared downloads, or under paper_data.folder)."""
+    paper = config["cellassign"]["paper_data"]
+    files = {"pbmc_tar": paper["pbmc_tar"]}
+    for dataset in CELLASSIGN_SIMULATED:
+        files[f"{dataset}_h5ad"] = paper[dataset]["h5ad"]
+        files[f"{dataset}_markers"] = paper[dataset]["markers"]
+    return real_data_files(paper["folder"], files)
+
+
+def cellassign_paper_inputs(wildcards):
+    """One real data set's h5ad and marker CSV."""
+    files = cellassign_paper_files()
+    return {
+        "data": files[f"{wildcards.dataset}_h5ad"],
+        "markers": files[f"{wildcards.dataset}_markers"],
     }
 
 

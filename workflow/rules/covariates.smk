@@ -4,21 +4,43 @@
 # and nuisance genes over each method's neighbour graph.
 
 
-rule simulate_wing_disc:
-    output:
-        counts="results/covariates/data/wing_disc_counts.h5ad",
-    params:
-        n_cells=config["covariates"]["simulate"]["n_cells"],
-        n_genes=config["covariates"]["simulate"]["n_genes"],
-        seed=config["seed"],
-    log:
-        "logs/covariates/simulate_wing_disc.log",
-    benchmark:
-        "results/covariates/benchmarks/simulate_wing_disc.tsv"
-    conda:
-        "../../envs/scprob.yaml"
-    script:
-        "../scripts/simulate_wing_disc.py"
+# The counts: simulated (covariates.simulate), or the paper's real AMP matrix with the
+# authors' metadata (covariates.real).
+if not COVARIATES_REAL:
+
+    rule simulate_wing_disc:
+        output:
+            counts="results/covariates/data/wing_disc_counts.h5ad",
+        params:
+            n_cells=config["covariates"]["simulate"]["n_cells"],
+            n_genes=config["covariates"]["simulate"]["n_genes"],
+            seed=config["seed"],
+        log:
+            "logs/covariates/simulate_wing_disc.log",
+        benchmark:
+            "results/covariates/benchmarks/simulate_wing_disc.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/simulate_wing_disc.py"
+
+else:
+
+    rule read_wing_disc:
+        input:
+            unpack(covariates_real_inputs),
+        output:
+            counts="results/covariates/data/wing_disc_counts.h5ad",
+        params:
+            marker_genes=config["covariates"]["real"]["marker_genes"],
+        log:
+            "logs/covariates/read_wing_disc.log",
+        benchmark:
+            "results/covariates/benchmarks/read_wing_disc.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/read_wing_disc.py"
 
 
 rule prepare_covariates:

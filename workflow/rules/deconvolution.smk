@@ -197,23 +197,45 @@ rule figures_deconvolution:
         "../scripts/figures_deconvolution.py"
 
 
-# The real pair (spacexr's CSV layout) as h5ad, so every fitting rule reads it like the
-# simulated one.
-rule read_spacexr_pair:
-    input:
-        unpack(deconvolution_real_inputs),
-    output:
-        reference="results/deconvolution/data/real/reference.h5ad",
-        spots="results/deconvolution/data/real/spots.h5ad",
-    params:
-        reference_folder=lambda wildcards, input: Path(input.reference_counts).parent,
-        spatial_folder=lambda wildcards, input: Path(input.spatial_counts).parent,
-    log:
-        "logs/deconvolution/real/read_spacexr_pair.log",
-    conda:
-        "../../envs/scprob.yaml"
-    script:
-        "../scripts/read_spacexr_pair.py"
+# The real pair as h5ad, so every fitting rule reads it like the simulated one: from
+# spacexr's CSV layout, or from Space Ranger files and an h5ad reference prepared as in the
+# paper (format visium).
+if DECONVOLUTION_REAL_FORMAT == "visium":
+
+    rule read_visium_pair:
+        input:
+            unpack(deconvolution_real_inputs),
+        output:
+            reference="results/deconvolution/data/real/reference.h5ad",
+            spots="results/deconvolution/data/real/spots.h5ad",
+        params:
+            settings=config["deconvolution"]["real"]["visium"],
+        log:
+            "logs/deconvolution/real/read_visium_pair.log",
+        benchmark:
+            "results/deconvolution/benchmarks/real/read_visium_pair.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/read_visium_pair.py"
+
+else:
+
+    rule read_spacexr_pair:
+        input:
+            unpack(deconvolution_real_inputs),
+        output:
+            reference="results/deconvolution/data/real/reference.h5ad",
+            spots="results/deconvolution/data/real/spots.h5ad",
+        params:
+            reference_folder=lambda wildcards, input: Path(input.reference_counts).parent,
+            spatial_folder=lambda wildcards, input: Path(input.spatial_counts).parent,
+        log:
+            "logs/deconvolution/real/read_spacexr_pair.log",
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/read_spacexr_pair.py"
 
 
 rule figures_deconvolution_real:

@@ -27,33 +27,41 @@
 # Snakemake never runs two at once.
 
 
-rule simulate_heart_atlas:
-    output:
-        atlas="results/scaling/data/heart_atlas.h5ad",
-    params:
-        n_cells=scaling_atlas_cells(),
-        n_genes=config["scaling"]["simulate"]["n_genes"],
-        chunk_size=config["scaling"]["simulate"]["chunk_size"],
-        seed=config["seed"],
-    log:
-        "logs/scaling/simulate_heart_atlas.log",
-    benchmark:
-        "results/scaling/benchmarks/simulate_heart_atlas.tsv"
-    conda:
-        "../../envs/scprob.yaml"
-    script:
-        "../scripts/simulate_heart_atlas.py"
+# The atlas: simulated once at the largest size (scaling.simulate), or the paper's real
+# Heart Cell Atlas file (scaling.real), read in chunks by the subsampler, never whole.
+if not SCALING_REAL:
+
+    rule simulate_heart_atlas:
+        output:
+            atlas="results/scaling/data/heart_atlas.h5ad",
+        params:
+            n_cells=scaling_atlas_cells(),
+            n_genes=config["scaling"]["simulate"]["n_genes"],
+            chunk_size=config["scaling"]["simulate"]["chunk_size"],
+            seed=config["seed"],
+        log:
+            "logs/scaling/simulate_heart_atlas.log",
+        benchmark:
+            "results/scaling/benchmarks/simulate_heart_atlas.tsv"
+        conda:
+            "../../envs/scprob.yaml"
+        script:
+            "../scripts/simulate_heart_atlas.py"
 
 
 rule subsample_heart:
     input:
-        atlas="results/scaling/data/heart_atlas.h5ad",
+        atlas=scaling_atlas(),
     output:
         data="results/scaling/data/heart_{n_cells}.h5ad",
     wildcard_constraints:
         n_cells=r"[0-9]+",
     params:
         n_top_genes=config["scaling"]["n_top_genes"],
+        # The paper chose each subsample's genes per cell source on real data.
+        batch_key=scaling_hvg_batch_key(),
+        # Standard-normal covariates a real atlas lacks (the simulation draws its own).
+        noise_covariates=SCALING_NOISE_KEYS,
         seed=config["seed"],
     log:
         "logs/scaling/subsample_heart_{n_cells}.log",

@@ -36,7 +36,8 @@ else:
             reference="results/scarches/data/reference.h5ad",
             query="results/scarches/data/query.h5ad",
         params:
-            n_top_genes=config["scarches"]["real"]["n_top_genes"],
+            real=config["scarches"]["real"],
+            seed=config["seed"],
         log:
             "logs/scarches/read_cite_seq_pair.log",
         benchmark:

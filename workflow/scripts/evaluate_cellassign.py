@@ -21,14 +21,19 @@ from scprob.bench.cellassign import (
 )
 
 log = logging.getLogger(snakemake.rule)
+UNSCORED = {"accuracy": float("nan"), "macro_f1": float("nan")}
 
 
 def main(runs: list[list[str]], datasets: list[str], data_paths: list[str],
          probability_paths: list[str], timing_paths: list[str], marker_paths: list[str],
          runtime_datasets: dict[str, int], accuracy_datasets: list[str], min_accuracy: float,
          outputs: dict[str, str]) -> None:
-    truths = {d: read_h5ad_input(p, backed=True).obs[TRUTH_KEY].astype(str)
-              for d, p in zip(datasets, data_paths, strict=True)}
+    # A data set without labels (the paper's 68k PBMCs) is timed and compared across
+    # methods, not scored.
+    observations = {d: read_h5ad_input(p, backed=True).obs
+                    for d, p in zip(datasets, data_paths, strict=True)}
+    truths = {d: obs[TRUTH_KEY].astype(str) if TRUTH_KEY in obs else None
+              for d, obs in observations.items()}
     markers = {Path(p).stem: pd.read_csv(p, index_col="gene") for p in marker_paths}
     labels: dict[tuple[str, str], pd.Series] = {}
     score_rows, confusion_rows = [], []
@@ -38,12 +43,15 @@ def main(runs: list[list[str]], datasets: list[str], data_paths: list[str],
         probabilities.index = probabilities.index.astype(str)
         predicted = labels[dataset, method] = predicted_labels(probabilities)
         timing = read_json(timing_path)
+        truth = truths[dataset]
         score_rows.append({"dataset": dataset, "method": method,
-                           "n_cells": len(truths[dataset]),
-                           **scores(truths[dataset], predicted),
+                           "n_cells": len(observations[dataset]),
+                           **(UNSCORED if truth is None else scores(truth, predicted)),
                            "seconds": timing["seconds"], "epochs": timing.get("epochs")})
+        if truth is None:
+            continue
         types = markers["pbmc" if dataset.startswith("pbmc_") else dataset].columns
-        matrix = confusion(truths[dataset], predicted, list(types))
+        matrix = confusion(truth, predicted, list(types))
         long = matrix.rename_axis(index="true_type", columns="predicted_type")
         for (true_type, predicted_type), fraction in long.stack().items():
             confusion_rows.append({"dataset": dataset, "method": method,

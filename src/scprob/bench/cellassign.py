@@ -42,14 +42,25 @@ MIN_SPEEDUP = 3.0
 ACCURACY_TOLERANCE = 1e-3
 
 
+# The obs column of published size factors (the paper's follicular and HGSC data).
+SIZE_FACTOR_KEY = "size_factor"
+
+
+def size_factor_key(adata: ad.AnnData) -> str | None:
+    """``SIZE_FACTOR_KEY`` where ``adata`` carries published size factors, else None."""
+    return SIZE_FACTOR_KEY if SIZE_FACTOR_KEY in adata.obs else None
+
+
 def annotate(adata: ad.AnnData, markers: pd.DataFrame, settings: Mapping[str, Any],
              seed: int, design_key: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Our CellAssign on ``adata`` (size factors from the total counts, ``design_key`` as
-    the design's covariate), trained with ``settings`` (``CellAssign.train`` keywords):
-    the probabilities and the timing of setup, fit and prediction together."""
+    """Our CellAssign on ``adata`` (its published ``obs["size_factor"]`` where it has one,
+    else size factors from the total counts; ``design_key`` as the design's covariate),
+    trained with ``settings`` (``CellAssign.train`` keywords): the probabilities and the
+    timing of setup, fit and prediction together."""
 
     def fit() -> tuple[pd.DataFrame, int]:
-        CellAssign.setup_anndata(adata, batch_key=design_key)
+        CellAssign.setup_anndata(adata, size_factor_key=size_factor_key(adata),
+                                 batch_key=design_key)
         model = CellAssign(adata, markers, seed=seed)
         model.train(**settings)
         return model.predict(), len(model.history)
@@ -243,12 +254,14 @@ def _runtime_claims(runtime: pd.DataFrame, min_accuracy: float, min_speedup: flo
     """The runtime panel's claims: accuracy at every size, the time of the largest against
     the paper's GPU time, and speed and accuracy against each peer that ran."""
     ours_runtime = runtime[runtime["method"] == OURS].set_index("n_cells")
+    # Unlabelled series (the paper's real PBMCs) carry no accuracy to claim.
+    labelled = bool(ours_runtime["accuracy"].notna().all())
     claims = [Claim(
         f"accurate at every size of the runtime panel ({ours_runtime.index.min():,} to "
         f"{ours_runtime.index.max():,} cells)", "lowest accuracy",
         {OURS: float(ours_runtime["accuracy"].min())},
         float(ours_runtime["accuracy"].min()),
-        Criterion(f"min accuracy ({OURS})", ">=", min_accuracy))]
+        Criterion(f"min accuracy ({OURS})", ">=", min_accuracy))] if labelled else []
     largest = int(ours_runtime.index.max())
     seconds = float(ours_runtime.loc[largest, "seconds"])
     claims.append(Claim(
@@ -261,7 +274,7 @@ def _runtime_claims(runtime: pd.DataFrame, min_accuracy: float, min_speedup: flo
         peer_runtime = runtime[runtime["method"] == peer].set_index("n_cells")
         if not peer_runtime.empty:
             claims += _peer_claims(peer, peer_runtime, ours_runtime, min_speedup,
-                                   accuracy_tolerance)
+                                   accuracy_tolerance)[:2 if labelled else 1]
     return claims
 
 

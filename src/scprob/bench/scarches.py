@@ -86,13 +86,21 @@ def real_cite_seq_pair(reference: ad.AnnData, query: ad.AnnData, n_top_genes: in
     in ``obsm["protein_expression"]``): cell types gated on each one's own ADTs, and
     ``n_top_genes`` seurat_v3 genes chosen on the reference alone (paper Methods), the
     query cut to those of them it measured. The query's donor is healthy."""
-    from scprob.data.hvg import highly_variable_genes_seurat_v3
-
     reference = _label_by_adt(reference, names[0])
     query = _label_by_adt(query, names[1])
     reference.obs["dataset"], query.obs["dataset"] = "reference", "query"
     query.obs["condition"] = "healthy"
-    ranks = highly_variable_genes_seurat_v3(reference, n_top_genes)
+    return reference_genes(reference, query, n_top_genes)
+
+
+def reference_genes(reference: ad.AnnData, query: ad.AnnData, n_top_genes: int,
+                    batch_key: str | None = None) -> tuple[ad.AnnData, ad.AnnData]:
+    """Both data sets cut to ``n_top_genes`` seurat_v3 genes of the reference alone (per
+    ``batch_key`` batch, combined by rank, as the paper chose them), the query to those
+    of them it measured: the query never shapes the reference model."""
+    from scprob.data.hvg import highly_variable_genes_seurat_v3
+
+    ranks = highly_variable_genes_seurat_v3(reference, n_top_genes, batch_key=batch_key)
     genes = reference.var_names[ranks["highly_variable"].to_numpy()]
     shared = genes.intersection(query.var_names, sort=False)
     log.info("%d seurat_v3 genes of the reference; the query measured %d of them",

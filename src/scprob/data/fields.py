@@ -40,6 +40,13 @@ def first_bad_entry(values: np.ndarray) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
+def first_bad_cell(values: np.ndarray) -> tuple[int, int] | None:
+    """(row, column) of the first entry of a matrix ``(n_rows, n_columns)`` that is not a
+    finite non-negative integer, for an error that names the cell and the feature."""
+    flat = first_bad_entry(values.ravel())
+    return None if flat is None else divmod(flat, values.shape[1])
+
+
 def require_unique(names: Sequence[str], what: str, fix: str) -> None:
     duplicated = pd.Index(names).duplicated()
     if duplicated.any():
@@ -489,9 +496,9 @@ class ProteinField(Field):
             dense = proteins.toarray() if sp.issparse(proteins) else proteins
             values = np.asarray(dense, dtype=np.float32)
             names = [f"protein_{i}" for i in range(values.shape[1])]
-        flat = first_bad_entry(values.ravel())
-        if flat is not None:
-            row, col = divmod(flat, values.shape[1])
+        bad = first_bad_cell(values)
+        if bad is not None:
+            row, col = bad
             raise ValueError(
                 f"adata.obsm[{self.obsm_key!r}] must hold raw protein counts, but cell "
                 f"{adata.obs_names[row]!r}, protein {names[col]!r} has {values[row, col]!r}."

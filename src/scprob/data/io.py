@@ -6,10 +6,11 @@ DataFrame ``(n_cells, n_proteins)`` of float32 antibody counts with the antibody
 columns (the layout of the CITE-seq simulator, so real and simulated data are
 interchangeable).
 
-* ``read_10x_mtx_tar``: a Cell Ranger v3 ``filtered_feature_bc_matrix`` folder packed as
-  a ``.tar.gz``, read in memory (no extraction to disk). "Gene Expression" features become
-  the genes, "Antibody Capture" features the proteins (isotype controls included; drop them
-  by name if unwanted).
+* ``read_10x_mtx_tar``: a Cell Ranger matrix folder packed as a ``.tar.gz``, read in
+  memory (no extraction to disk). Cell Ranger v3 (``features.tsv``): "Gene Expression"
+  features become the genes, "Antibody Capture" features the proteins (isotype controls
+  included; drop them by name if unwanted). Cell Ranger v1/v2 (``genes.tsv``, e.g. the 10x
+  68k PBMCs): every feature is a gene and there is no ``obsm["protein_expression"]``.
 * ``read_h5ad_cite_seq``: the old scvi-tools h5ad layout (dense ``X``, protein counts as a
   plain array in ``obsm["protein_expression"]``, names in ``uns["protein_names"]``).
 * ``read_cite_seq_csv``: two gzip (or plain) CSV tables, features × cells, first column the
@@ -62,12 +63,14 @@ import scipy.io
 import scipy.sparse as sp
 import yaml
 
-from scprob.data.fields import first_bad_entry, require_unique
+from scprob.data.fields import first_bad_cell, require_unique
 
 PROTEIN_KEY = "protein_expression"
 GENE_EXPRESSION = "Gene Expression"
 ANTIBODY_CAPTURE = "Antibody Capture"
 _MATRIX_FILES = ("matrix.mtx", "features.tsv", "barcodes.tsv")
+# Cell Ranger v1/v2 name the features file genes.tsv (gene id, symbol; no feature type).
+_GENES_FILE = "genes.tsv"
 
 # Elements per HDF5 chunk of a streamed X's data, indices and indptr (256 KB of float32).
 HDF5_CHUNK_ELEMENTS = 1 << 16
@@ -93,6 +96,14 @@ def _as_csr_float32(matrix: np.ndarray | sp.spmatrix) -> sp.csr_matrix:
     return sp.csr_matrix(matrix, dtype=np.float32)
 
 
+def open_tar(path: Path) -> tarfile.TarFile:
+    """``path`` opened as a (compressed) tar archive; a ValueError names a broken one."""
+    try:
+        return tarfile.open(path, mode="r:*")
+    except tarfile.TarError as err:
+        raise ValueError(f"{str(path)!r} is not a readable tar archive ({err}).") from err
+
+
 def _require_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -100,29 +111,44 @@ def _require_file(path: str | Path) -> Path:
     return path
 
 
-def _matrix_members(archive: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
-    """The archive's one ``matrix.mtx``, ``features.tsv`` and ``barcodes.tsv`` (``.gz`` or
-    not, in any folder), keyed by their names without ``.gz``."""
-    found: dict[str, tarfile.TarInfo] = {}
+def _named_members(archive: tarfile.TarFile) -> Iterator[tuple[str, tarfile.TarInfo]]:
+    """The archive's matrix-folder files as (name without ``.gz``, member), junk skipped."""
     for member in archive.getmembers():
         if not member.isfile() or _is_junk(member.name):
             continue
         base = PurePosixPath(member.name).name.removesuffix(".gz")
-        if base not in _MATRIX_FILES:
-            continue
+        if base in (*_MATRIX_FILES, _GENES_FILE):
+            yield base, member
+
+
+def _matrix_members(archive: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
+    """The archive's one ``matrix.mtx``, features file and ``barcodes.tsv`` (``.gz`` or
+    not, in any folder), keyed by their names without ``.gz``: the features file is
+    ``features.tsv`` (Cell Ranger v3) or ``genes.tsv`` (v1/v2), never both."""
+    found: dict[str, tarfile.TarInfo] = {}
+    for base, member in _named_members(archive):
         if base in found:
             raise ValueError(
                 f"{str(path)!r} holds two {base} files ({found[base].name!r} and "
-                f"{member.name!r}); pack one filtered_feature_bc_matrix per archive."
+                f"{member.name!r}); pack one matrix folder (one genome) per archive."
             )
         found[base] = member
-    missing = [name for name in _MATRIX_FILES if name not in found]
-    if missing:
-        hint = (" (genes.tsv is the Cell Ranger v2 layout; this reader expects v3)"
-                if "features.tsv" in missing else "")
-        raise ValueError(f"{str(path)!r} lacks {missing}{hint}: expected a Cell Ranger "
-                         "v3 filtered_feature_bc_matrix folder.")
+    _require_one_layout(found, path)
     return found
+
+
+def _require_one_layout(found: dict[str, tarfile.TarInfo], path: Path) -> None:
+    """Raise unless ``found`` is one complete v3 (features.tsv) or v1/v2 (genes.tsv) set."""
+    if "features.tsv" in found and _GENES_FILE in found:
+        raise ValueError(f"{str(path)!r} holds both features.tsv (Cell Ranger v3) and "
+                         "genes.tsv (v1/v2); pack one matrix folder per archive.")
+    required = [n for n in _MATRIX_FILES if n != "features.tsv" or _GENES_FILE not in found]
+    missing = [name for name in required if name not in found]
+    if missing:
+        raise ValueError(
+            f"{str(path)!r} lacks {missing}: expected a Cell Ranger matrix folder, "
+            "matrix.mtx, barcodes.tsv and features.tsv (v3) or genes.tsv (v1/v2), each "
+            "optionally gzipped.")
 
 
 def _read_tsv(raw: bytes) -> pd.DataFrame:
@@ -144,11 +170,25 @@ def _features_table(raw: bytes, path: Path) -> pd.DataFrame:
     return features
 
 
+def _genes_table(raw: bytes, path: Path) -> pd.DataFrame:
+    """Cell Ranger v1/v2 ``genes.tsv`` (gene id, symbol) in the layout of
+    ``_features_table``: the format has no feature type, so every row is a gene."""
+    genes = _read_tsv(raw)
+    if genes.shape[1] < 2:
+        raise ValueError(f"genes.tsv in {str(path)!r} has {genes.shape[1]} column; Cell "
+                         "Ranger v1/v2 write the gene id and the gene symbol.")
+    genes = genes.iloc[:, :2].set_axis(["id", "name"], axis=1)
+    genes["feature_type"] = GENE_EXPRESSION
+    return genes
+
+
 def _split_rna_and_antibodies(
-    counts: sp.csr_matrix, features: pd.DataFrame, barcodes: pd.Series
+    counts: sp.csr_matrix, features: pd.DataFrame, barcodes: pd.Series,
+    with_proteins: bool = True,
 ) -> ad.AnnData:
     """``counts`` ``(n_barcodes, n_features)`` split by feature type into RNA ``X`` and
-    the antibody DataFrame ``obsm["protein_expression"]``."""
+    the antibody DataFrame ``obsm["protein_expression"]`` (left out when
+    ``with_proteins`` is False: a v1/v2 archive cannot hold antibodies)."""
     is_gene = (features["feature_type"] == GENE_EXPRESSION).to_numpy()
     obs = pd.DataFrame(index=pd.Index(barcodes.to_numpy(), name="barcode"))
     genes = features[is_gene]
@@ -158,6 +198,8 @@ def _split_rna_and_antibodies(
     adata = ad.AnnData(X=rna, obs=obs, var=var)
     adata.var_names_make_unique()
     adata.layers["counts"] = rna.copy()
+    if not with_proteins:
+        return adata
     antibodies = features[~is_gene]
     adata.obsm[PROTEIN_KEY] = pd.DataFrame(
         counts[:, np.flatnonzero(~is_gene)].toarray(), index=adata.obs_names,
@@ -167,34 +209,38 @@ def _split_rna_and_antibodies(
 
 
 def read_10x_mtx_tar(path: str | Path) -> ad.AnnData:
-    """A Cell Ranger v3 ``filtered_feature_bc_matrix.tar.gz``: RNA in ``X``, ADTs in obsm.
+    """A Cell Ranger matrix folder packed as a ``.tar.gz``: RNA in ``X``, ADTs in obsm.
 
-    The archive must hold exactly one ``matrix.mtx[.gz]``, ``features.tsv[.gz]`` and
-    ``barcodes.tsv[.gz]`` (in any folder); macOS junk entries are ignored. Returns
-    ``X``/``layers["counts"]`` ``(n_barcodes, n_genes)`` CSR float32 with gene symbols as
-    ``var_names`` (made unique) and ``var["gene_ids"]``; ``obsm["protein_expression"]``
-    ``(n_barcodes, n_antibodies)`` named by the features' name column (e.g.
-    ``CD3_TotalSeqB``).
+    The archive must hold exactly one ``matrix.mtx[.gz]``, ``barcodes.tsv[.gz]`` and
+    features file (in any folder): ``features.tsv[.gz]`` (Cell Ranger v3) or ``genes.tsv``
+    (v1/v2, e.g. ``filtered_matrices_mex/hg19/`` of the 10x 68k PBMCs); macOS junk entries
+    are ignored. Returns ``X``/``layers["counts"]`` ``(n_barcodes, n_genes)`` CSR float32
+    with gene symbols as ``var_names`` (made unique) and ``var["gene_ids"]``. A v3 archive
+    adds ``obsm["protein_expression"]`` ``(n_barcodes, n_antibodies)`` named by the
+    features' name column (e.g. ``CD3_TotalSeqB``; no columns when it has no antibodies);
+    a v1/v2 archive has no such entry, since its format cannot hold antibodies.
     """
     path = _require_file(path)
-    try:
-        archive = tarfile.open(path, mode="r:*")
-    except tarfile.TarError as err:
-        raise ValueError(f"{str(path)!r} is not a readable tar archive ({err}).") from err
-    with archive:
+    with open_tar(path) as archive:
         found = _matrix_members(archive, path)
-        raw = {name: _read_member(archive, found[name]) for name in _MATRIX_FILES}
+        raw = {name: _read_member(archive, member) for name, member in found.items()}
+    for name, data in raw.items():
+        if not data or data.isspace():  # isspace stops at the first other byte: no copy
+            raise ValueError(f"{found[name].name!r} in {str(path)!r} is empty; pack the "
+                             "matrix folder exactly as Cell Ranger wrote it.")
 
     # MatrixMarket stores features × barcodes.
     counts = _as_csr_float32(scipy.io.mmread(io.BytesIO(raw["matrix.mtx"])).T)
-    features = _features_table(raw["features.tsv"], path)
+    is_v3 = "features.tsv" in raw
+    features = (_features_table(raw["features.tsv"], path) if is_v3
+                else _genes_table(raw[_GENES_FILE], path))
     barcodes = _read_tsv(raw["barcodes.tsv"])[0]
     if counts.shape != (len(barcodes), len(features)):
         raise ValueError(
             f"matrix.mtx is {counts.shape[1]} features × {counts.shape[0]} barcodes but the "
             f"archive lists {len(features)} features and {len(barcodes)} barcodes."
         )
-    return _split_rna_and_antibodies(counts, features, barcodes)
+    return _split_rna_and_antibodies(counts, features, barcodes, with_proteins=is_v3)
 
 
 def read_h5ad_cite_seq(
@@ -262,10 +308,10 @@ def _require_csv_counts(table: pd.DataFrame, path: Path) -> None:
     """Raise unless every entry of ``table`` is a finite non-negative integer, naming the
     first offending row, column and value."""
     values = table.to_numpy()
-    flat = first_bad_entry(values.ravel())
-    if flat is None:
+    bad = first_bad_cell(values)
+    if bad is None:
         return
-    row, col = divmod(flat, table.shape[1])
+    row, col = bad
     value = float(values[row, col])
     kind = "negative" if value < 0 else (
         "not finite" if not np.isfinite(value) else "not an integer")

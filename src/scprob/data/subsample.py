@@ -8,7 +8,7 @@ scanpy's seurat_v3 flavour (``scprob.data.hvg``) and writes the subset restricte
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ def subsample_and_select_hvg(
     n_top_genes: int = 4000,
     seed: int = 0,
     batch_key: str | None = None,
+    noise_covariates: Sequence[str] = (),
 ) -> None:
     """Write ``n_cells`` random cells of ``src_h5ad`` restricted to their top seurat_v3 genes.
 
@@ -60,6 +61,9 @@ def subsample_and_select_hvg(
     float32, ``obs`` with every column (and all category levels), ``var`` with scanpy's
     ``highly_variable``, ``means``, ``variances``, ``variances_norm`` and
     ``highly_variable_rank``, and ``uns["subsample"]``, ``uns["hvg"]`` saying what was done.
+    Each name of ``noise_covariates`` that the source's ``obs`` lacks becomes a
+    standard-normal column (the paper's runtime study gave every method 8 such covariates
+    beside the measured ones), drawn from the same seed.
     Memory: the subset's CSR matrix about twice (scanpy copies each batch's rows) plus one
     chunk of ``READ_CHUNK_ROWS`` rows.
 
@@ -80,6 +84,10 @@ def subsample_and_select_hvg(
     check_integer("seed", seed, 0)
 
     chosen = _read_subsample(src, n_cells, n_top_genes, seed, batch_key)
+    noise = np.random.default_rng([seed, 1])
+    for name in noise_covariates:
+        if name not in chosen.obs:
+            chosen.obs[name] = noise.normal(size=n_cells)
     subset = ad.AnnData(X=chosen.counts, obs=chosen.obs, var=chosen.var)
     table = highly_variable_genes_seurat_v3(subset, n_top_genes, batch_key=batch_key)
     selected = np.flatnonzero(table["highly_variable"].to_numpy())
@@ -122,7 +130,8 @@ def _read_subsample(
         uns = dict(ad.io.read_elem(handle["uns"])) if "uns" in handle else {}
         rows = _chosen_rows(total, n_cells, seed)
         counts = read_csr_rows(handle["X"], rows)
-    return _Subsample(counts=counts, obs=obs.iloc[rows], var=var, n_source_cells=total, uns=uns)
+    return _Subsample(counts=counts, obs=obs.iloc[rows].copy(), var=var, n_source_cells=total,
+                      uns=uns)
 
 
 def _check_request_fits(
