@@ -121,7 +121,8 @@ SPACEXR = SHARED_DATA / "visium_hippocampus_spacexr"
 @pytest.mark.skipif(not SPACEXR.is_dir(), reason="the shared spacexr pair is not here")
 def test_real_pair_is_read_fitted_and_mapped(tmp_path: Path) -> None:
     config = yaml.safe_load(TEST_CONFIG.read_text())
-    config["deconvolution"]["real"] = {"folder": str(SPACEXR), "rna_epochs": 20,
+    config["deconvolution"]["real"] = {"format": "spacexr", "visium": None,
+                                       "folder": str(SPACEXR), "rna_epochs": 20,
                                        "spatial_epochs": 100, "map_types": ["CA1", "Denate"]}
     configfile = tmp_path / "real.yaml"
     configfile.write_text(yaml.safe_dump(config))
