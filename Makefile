@@ -9,7 +9,8 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup workflow test lint clean peer-env benchmark deconvolution cellassign complexity
+.PHONY: setup workflow test lint clean peer-env benchmark deconvolution cellassign complexity \
+	real report slurm-test
 
 setup: $(STAMP)
 
@@ -67,6 +68,25 @@ complexity: $(STAMP)
 	$(BIN)/snakemake results/complexity/tables/complexity.csv \
 		results/complexity/figures/fig5c_complexity.png --cores $(CORES) \
 		--forcerun measure_complexity --configfile config/config.yaml config/peer.yaml
+
+# The small real-data run (config/real.yaml): downloads from the original repositories.
+real: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/real.yaml
+
+# One HTML report of a finished run: every figure and table with its caption. CONFIG
+# names the run's config (default: the offline default), e.g. make report
+# CONFIG=config/real.yaml; the report lands in results/report.html.
+CONFIG ?= config/config.yaml
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html --configfile $(CONFIG)
+
+# profiles/slurm against a real scheduler: install Debian's slurm-wlm and munge (root),
+# start a one-node cluster, run the test workflow through the profile (plus a retry with
+# more memory and a cancelled job), stop the daemons. About 12 minutes on 2 cores.
+slurm-test: $(STAMP)
+	command -v slurmctld >/dev/null && command -v munged >/dev/null || \
+		profiles/slurm/local-cluster.sh install
+	SCPROB_SLURM_TESTS=1 $(BIN)/python -m pytest tests/test_slurm_cluster.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests workflow/scripts

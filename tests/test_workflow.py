@@ -236,6 +236,35 @@ def test_report_needs_no_cores(workdir: Path) -> None:
 
 
 @pytest.mark.workflow
+def test_report_holds_every_figure_and_claim_of_every_study(workdir: Path) -> None:
+    """`make report`'s command on the whole test run: every figure of every study and
+    every claim table is in the one report, each with its caption."""
+    directory = workdir.parents[1]
+    run = subprocess.run(
+        [str(SNAKEMAKE), "--report", "results/report.html", "--snakefile",
+         str(REPO / "Snakefile"), "--directory", str(directory),
+         "--configfile", str(REPO / "config" / "test.yaml")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    report = (directory / "results" / "report.html").read_text()
+    figures = sorted([*(directory / "results").glob("*/figures/*.png"),
+                      *(directory / "results" / "benchmarks").glob("*.png")])
+    claims = sorted((directory / "results").glob("*/tables/claim_check.csv"))
+    studies = {path.relative_to(directory).parts[1] for path in figures}
+    assert studies == {"covariates", "scaling", "scarches", "benchmarks", "complexity",
+                       "deconvolution", "cellassign"}
+    assert len(claims) >= 6
+    # The report names each file by its path below the working directory.
+    missing = [str(p.relative_to(directory)) for p in [*figures, *claims]
+               if str(p.relative_to(directory)) not in report]
+    assert missing == []
+    assert "Paper Fig. 2" in report and "Paper Supp. Fig. 6" in report
+    # Every caption and the start page render: docutils marks a malformed one in the page.
+    assert "System Message" not in report
+
+
+@pytest.mark.workflow
 def test_lint_is_clean() -> None:
     run = subprocess.run([str(SNAKEMAKE), "--lint"], cwd=REPO, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, timeout=120)

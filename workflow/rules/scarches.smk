@@ -264,7 +264,10 @@ rule figures_scarches:
             "results/scarches/figures/fig3f_g_rare_subsets.png",
             caption="../report/scarches_fig3f_g_rare_subsets.rst",
             category="scArches (Fig. 3)",
-            labels={"panel": "Fig. 3f,g", "figure": "MAIT and CD4 CTL per donor"},
+            labels={
+                "panel": "Fig. 3f,g",
+                "figure": " and ".join(config["scarches"]["rare_subsets"]) + " per donor",
+            },
         ),
         fig3h=report(
             "results/scarches/figures/fig3h_agreement.png",
