@@ -36,6 +36,21 @@ def study_included(study):
     return study in rules_needed(config["studies"])
 
 
+def reads_real_data(study):
+    """Whether ``study`` reads its ``real`` block's data instead of simulating (False when
+    the run does not include it); a ValueError unless exactly one of ``<study>.simulate``
+    and ``<study>.real`` is set."""
+    if not study_included(study):
+        return False
+    settings = config[study]
+    if (settings["simulate"] is None) == (settings["real"] is None):
+        raise ValueError(
+            f"{study} needs exactly one of {study}.simulate and {study}.real: set the "
+            "other to null."
+        )
+    return settings["real"] is not None
+
+
 def study_targets(study):
     """Every final output of one study (its ``*_targets`` function, defined below)."""
     return {
@@ -88,18 +103,7 @@ COVARIATES_REAL_TRUTH = {
     "nuisance_categorical_keys": ["sex"],
 }
 
-
-def check_covariates_config(settings):
-    if (settings["simulate"] is None) == (settings["real"] is None):
-        raise ValueError(
-            "covariates needs exactly one of covariates.simulate and covariates.real: set "
-            "the other to null."
-        )
-
-
-if study_included("covariates"):
-    check_covariates_config(config["covariates"])
-COVARIATES_REAL = study_included("covariates") and config["covariates"]["real"] is not None
+COVARIATES_REAL = reads_real_data("covariates")
 COVARIATES_TRUTH = COVARIATES_REAL_TRUTH if COVARIATES_REAL else COVARIATES_SIMULATED_TRUTH
 
 
@@ -185,11 +189,6 @@ SCALING_CONTINUOUS_KEYS = [
 def check_scaling_config(scaling):
     """Relations between scaling keys that the schema cannot express; a ValueError names
     the keys and the fix."""
-    if (scaling["simulate"] is None) == (scaling["real"] is None):
-        raise ValueError(
-            "scaling needs exactly one of scaling.simulate and scaling.real: set the other "
-            "to null."
-        )
     if scaling["simulate"] and scaling["n_top_genes"] > scaling["simulate"]["n_genes"]:
         raise ValueError(
             f"scaling.n_top_genes ({scaling['n_top_genes']}) exceeds "
@@ -215,11 +214,9 @@ def check_scaling_config(scaling):
         )
 
 
+SCALING_REAL = reads_real_data("scaling")
 if study_included("scaling"):
     check_scaling_config(config["scaling"])
-
-
-SCALING_REAL = study_included("scaling") and config["scaling"]["real"] is not None
 
 
 def scaling_atlas():
@@ -555,13 +552,7 @@ def scarches_real_files(real):
 
 
 def check_scarches_config(settings):
-    """Exactly one data source, simulated or real, and the files its format reads; a
-    ValueError names the keys."""
-    if (settings["simulate"] is None) == (settings["real"] is None):
-        raise ValueError(
-            "scarches needs exactly one of scarches.simulate and scarches.real: set the "
-            "other to null."
-        )
+    """The files a real format reads; a ValueError names the keys."""
     real = settings["real"]
     if real is not None and len(real["reference"]) != len(
         SCARCHES_REAL_FORMATS[real["format"]]
@@ -573,10 +564,10 @@ def check_scarches_config(settings):
         )
 
 
-if study_included("scarches"):
-    check_scarches_config(config["scarches"])
 # Real CITE-seq data instead of the simulation (its files must exist: no simulated fallback).
-SCARCHES_REAL = study_included("scarches") and config["scarches"]["real"] is not None
+SCARCHES_REAL = reads_real_data("scarches")
+if SCARCHES_REAL:
+    check_scarches_config(config["scarches"])
 
 
 def scarches_real_inputs(wildcards):

@@ -6,9 +6,8 @@ stages' timings, Snakemake's benchmarks of their jobs and the query's protein pa
 import logging
 from typing import Any
 
-import anndata as ad
 import pandas as pd
-from workflow_helpers import logged_to, read_json, write_csv
+from workflow_helpers import logged_to, read_h5ad_input, read_json, write_csv
 
 from scprob.bench.scarches import study_tables
 
@@ -23,7 +22,10 @@ def main(inputs: Any, rare_subsets: list[str], accuracy_tolerance: float, min_sp
     timings = {stage: read_json(inputs[f"timing_{stage}"]) for stage in STAGES}
     jobs = {stage: pd.read_csv(inputs[f"benchmark_{stage}"], sep="\t").iloc[0].to_dict()
             for stage in STAGES}
-    n_query_proteins = ad.read_h5ad(inputs.query).obsm["protein_expression"].shape[1]
+    # Backed: the panel's width is all that is read, not the query's counts.
+    query = read_h5ad_input(inputs.query, backed=True)
+    n_query_proteins = query.obsm["protein_expression"].shape[1]
+    query.file.close()
     tables = study_tables(predictions, timings, jobs, rare_subsets, n_query_proteins,
                           accuracy_tolerance, min_speedup)
     for name in ("scores", "runtime", "summary", "claim_check"):
