@@ -258,7 +258,7 @@ def test_configfiles_merge_in_order_and_config_overrides_them(tmp_path: Path) ->
 
 def only_studies(config: dict[str, Any], studies: list[str]) -> dict[str, Any]:
     """``config`` running ``studies`` alone, without the settings blocks of the others."""
-    kept = {"seed", "download", *studies}
+    kept = {"seed", "download", "peer", "peer_python", *studies}
     return {**{k: v for k, v in config.items() if k in kept}, "studies": studies}
 
 

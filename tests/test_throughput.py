@@ -99,8 +99,8 @@ def test_throughput_rule_on_the_test_config(tmp_path) -> None:
 def test_throughput_rule_with_a_missing_peer_fails_naming_the_fix(tmp_path) -> None:
     pytest.importorskip("snakemake")
     overlay = tmp_path / "peer.yaml"
-    overlay.write_text("benchmarks:\n  throughput:\n    peer: true\n"
-                       "    peer_python: no-such-env/bin/python\n")
+    overlay.write_text("peer: true\npeer_python:\n  scvi_tools: no-such-env/bin/python\n"
+                       "  stereoscope: no-such-env/bin/stereoscope-python\n")
     run = run_snakemake(tmp_path, *THROUGHPUT_TARGETS, configfiles=[TEST_CONFIG, overlay])
     assert run.returncode != 0
     log = (tmp_path / "logs/benchmarks/benchmark_throughput.log").read_text()

@@ -1,8 +1,7 @@
 # Training throughput of SCVI: scprob's cells/s on simulated counts at each configured
 # batch size, on the CPU and on CUDA when present; with `peer: true` also scvi-tools 1.4.2
 # on the very same data, in the same run, from its own environment (envs/scvi-tools.lock,
-# created by `make peer-env` as .venv-peer; a relative `peer_python` is read from the
-# repository root) through workflow/scripts/peer_scvi_tools_throughput.py. Protocol:
+# created by `make peer-env` as .venv-peer, config `peer_python`) through workflow/scripts/peer_scvi_tools_throughput.py. Protocol:
 # src/scprob/bench/throughput.py; the profile and the optimisations: docs/performance.md.
 # The job takes every core, so no other job disturbs the timing.
 

@@ -136,7 +136,7 @@ rule annotate_cells:
 
 # scvi-tools' CellAssign with its defaults on the same files, in its own environment (`make
 # peer-env`; workflow/scripts/peer_scvi_tools_cellassign.py). Runs only for the peers
-# listed in cellassign.peers (config/peer.yaml lists it).
+# listed in cellassign.peers, with `peer: true` (config/peer.yaml).
 rule annotate_cells_peer:
     input:
         data="results/cellassign/data/{dataset}.h5ad",

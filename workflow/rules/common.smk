@@ -64,6 +64,17 @@ def study_targets(study):
     }[study]()
 
 
+def peer_python(peer):
+    """A peer environment's interpreter as an absolute path (a relative `peer_python` is
+    read from the repository root)."""
+    return str(Path(workflow.basedir) / config["peer_python"][peer])
+
+
+def study_peers(study):
+    """The peers a study runs beside ours: its `peers` list with `peer: true`, else none."""
+    return list(config[study]["peers"]) if config["peer"] else []
+
+
 def every_core():
     """Every core of the run, for the timed jobs: nothing else then runs beside them.
 
@@ -440,7 +451,7 @@ def deconvolution_real_labels():
 
 def deconvolution_methods():
     """Ours, then the configured peers: the method part of each run's file names."""
-    return ["scprob", *config["deconvolution"]["peers"]]
+    return ["scprob", *study_peers("deconvolution")]
 
 
 def deconvolution_runs():
@@ -465,13 +476,10 @@ def deconvolution_peer_settings():
     """What a peer run needs: the interpreters (relative paths read from the repository
     root), the scvi-tools peer script, the labels key, the learning rate and a timeout."""
     settings = config["deconvolution"]
-    repository = Path(workflow.basedir)
     return {
-        "python": {
-            peer: str(repository / path) for peer, path in settings["peer_python"].items()
-        },
+        "python": {peer: peer_python(peer) for peer in DECONVOLUTION_PEERS},
         "script": str(
-            repository / "workflow" / "scripts" / "peer_scvi_tools_stereoscope.py"
+            Path(workflow.basedir) / "workflow" / "scripts" / "peer_scvi_tools_stereoscope.py"
         ),
         "labels_key": settings["labels_key"],
         "lr": settings["rna"]["lr"],
@@ -508,7 +516,7 @@ def deconvolution_targets():
             # Ours against each peer: nothing to compare without one.
             *(
                 ["results/deconvolution/tables/real_agreement.csv"]
-                if config["deconvolution"]["peers"]
+                if study_peers("deconvolution")
                 else []
             ),
         ]
@@ -634,13 +642,13 @@ def scarches_targets():
 
 
 def throughput_settings():
-    """The throughput block with the shared seed, and the peer's interpreter and script
-    as absolute paths (a relative `peer_python` is read from the repository root)."""
+    """The throughput block with the shared seed and the peer switch, and the peer's
+    interpreter and script as absolute paths."""
     settings = {**config["benchmarks"]["throughput"], "seed": config["seed"]}
-    repository = Path(workflow.basedir)
-    settings["peer_python"] = str(repository / settings["peer_python"])
+    settings["peer"] = config["peer"]
+    settings["peer_python"] = peer_python("scvi_tools")
     settings["peer_script"] = str(
-        repository / "workflow" / "scripts" / "peer_scvi_tools_throughput.py"
+        Path(workflow.basedir) / "workflow" / "scripts" / "peer_scvi_tools_throughput.py"
     )
     return settings
 
@@ -786,7 +794,7 @@ def cellassign_datasets():
 
 def cellassign_methods():
     """Ours, the baseline, then the configured peers: the method part of the file names."""
-    return [*CELLASSIGN_METHODS, *config["cellassign"]["peers"]]
+    return [*CELLASSIGN_METHODS, *study_peers("cellassign")]
 
 
 def cellassign_markers(wildcards):
@@ -850,14 +858,12 @@ def cellassign_simulation_settings(wildcards):
 def cellassign_peer_settings():
     """What a peer run needs: the interpreters (relative paths read from the repository
     root), the peer script and a timeout."""
-    settings = config["cellassign"]
-    repository = Path(workflow.basedir)
     return {
-        "python": {
-            peer: str(repository / path) for peer, path in settings["peer_python"].items()
-        },
-        "script": str(repository / "workflow" / "scripts" / "peer_scvi_tools_cellassign.py"),
-        "timeout_s": settings["peer_timeout_s"],
+        "python": {peer: peer_python(peer) for peer in CELLASSIGN_PEERS},
+        "script": str(
+            Path(workflow.basedir) / "workflow" / "scripts" / "peer_scvi_tools_cellassign.py"
+        ),
+        "timeout_s": config["cellassign"]["peer_timeout_s"],
     }
 
 

@@ -83,7 +83,7 @@ rule deconvolve_spots:
 # A peer's Stereoscope on the same data and epochs, in its own environment (`make
 # peer-env`): scvi-tools 1.4.2 (.venv-peer, workflow/scripts/peer_scvi_tools_stereoscope.py)
 # or the original stereoscope 0.3 CLI (.venv-stereoscope, envs/stereoscope.lock). Runs only
-# for the peers listed in deconvolution.peers (config/peer.yaml lists both).
+# for the peers listed in deconvolution.peers, with `peer: true` (config/peer.yaml).
 rule deconvolve_spots_peer:
     input:
         spots="results/deconvolution/data/{dataset}/spots.h5ad",
@@ -147,7 +147,7 @@ rule evaluate_deconvolution:
     params:
         runs=deconvolution_runs(),
         method="scprob",
-        peers=config["deconvolution"]["peers"],
+        peers=study_peers("deconvolution"),
         targets=config["deconvolution"]["targets"],
     log:
         "logs/deconvolution/evaluate_deconvolution.log",

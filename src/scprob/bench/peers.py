@@ -20,8 +20,8 @@ def require_interpreter(python: str | os.PathLike[str], peer: str, fix: str,
     python = Path(python)
     if not python.exists():
         raise FileNotFoundError(
-            f"the {peer} interpreter {python} does not exist: {fix}, or leave {peer} out of "
-            f"{config_key}.")
+            f"the {peer} interpreter {python} does not exist: {fix}, or set peer: false, or "
+            f"leave {peer} out of {config_key}.")
     return python
 
 
